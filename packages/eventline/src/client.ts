@@ -1,0 +1,615 @@
+import { randomUUID } from 'node:crypto';
+import { bytes, type Codec, string } from './codec.ts';
+import type { EmbeddedEngineOptions } from './engine/embedded/engine.ts';
+import { openEngine } from './engine/index.ts';
+import type {
+  AppendRecord,
+  CommittedOffset,
+  Engine,
+  GroupDescription,
+  Header,
+  PartitionOffsets,
+  TopicDescription,
+} from './engine/types.ts';
+import { DEFAULT_URL } from './engine/url.ts';
+import { EventlineError, fail, isEventlineError } from './errors.ts';
+import { decodeMessage, type Message } from './message.ts';
+import { createLogger, type Logger } from './observability/logger.ts';
+import { partitionForKey } from './partitioner.ts';
+import {
+  type AnyTopic,
+  type MessageOf,
+  type SubscribeOptions,
+  type Subscription,
+  SubscriptionRunner,
+  type TopicInput,
+} from './runtime/subscription.ts';
+import {
+  diffTopicConfig,
+  normalizeTopicConfig,
+  type Topic,
+  type TopicConfig,
+  type TopicDifference,
+  type TopicSettings,
+  validateTopicName,
+} from './topic.ts';
+
+export interface ConnectOptions {
+  /** Names this client in group descriptions and logs. Default `'eventline'`. */
+  clientId?: string;
+  /** CloudEvents `ce_source` written on every record. Default `'/<clientId>'`. */
+  source?: string;
+  /** Where Eventline logs. Default: JSON lines on stderr at level `warn` (EVENTLINE_LOG_LEVEL). */
+  logger?: Logger;
+  /** Settings of the embedded engine. */
+  embedded?: EmbeddedEngineOptions;
+}
+
+/** Headers as callers give them: an object, or ordered pairs when a name repeats. */
+export type HeadersInput =
+  | Readonly<Record<string, string | Buffer>>
+  | readonly (readonly [name: string, value: string | Buffer])[];
+
+export interface PublishOptions<K = string> {
+  /** The record key; default: the topic's `key(value)`, or none. Bytes are taken as they are. */
+  key?: K | Buffer | null;
+  /** Extra headers. A header named like a CloudEvents default (`ce_id`, `ce_type`, …) replaces it. */
+  headers?: HeadersInput;
+  /** Record time. Default: now. */
+  timestamp?: number | Date;
+  /** Explicit partition, overriding the partitioner. */
+  partition?: number;
+  /** CloudEvents `ce_type` of this record. Default: the topic's type. */
+  type?: string;
+}
+
+export interface BatchItem<V, K = string> extends PublishOptions<K> {
+  /** The value; `null` writes a tombstone (compacted topics; needs a key). */
+  value: V | null;
+}
+
+/** Where a published record landed. */
+export interface PublishResult {
+  topic: string;
+  partition: number;
+  offset: number;
+  /** CloudEvents `ce_id` of the record. */
+  id: string;
+  timestamp: number;
+}
+
+export type TopicAction = 'create' | 'unchanged' | 'alter' | 'drift';
+
+/** What `ensureTopics` found, or would do, for one topic. */
+export interface TopicPlan {
+  topic: string;
+  /** `create`: missing; `alter`: settings differ and can be applied; `drift`: differences that will not be touched. */
+  action: TopicAction;
+  differences: TopicDifference[];
+  /** Set by `ensureTopics` once applied. */
+  applied?: boolean;
+}
+
+export interface EnsureTopicsOptions {
+  /**
+   * Apply differences that can be applied: grow partitions, change retention and limits. Without it,
+   * differences are reported (and logged) but left alone. Nothing is ever shrunk or deleted.
+   */
+  alter?: boolean;
+}
+
+export type ResetTarget = 'earliest' | 'latest' | { offset: number } | { timestamp: number | Date | string };
+
+export interface ResetOffsetsOptions {
+  topic: string;
+  /** Default: every partition of the topic. */
+  partitions?: number[];
+  to: ResetTarget;
+  /** Compute and return the new offsets without writing them. */
+  dryRun?: boolean;
+}
+
+export type ReadFrom = 'earliest' | 'latest' | { offset: number } | { timestamp: number | Date };
+
+const CE_SPECVERSION = Buffer.from('1.0');
+const RAW_VALUE = bytes();
+const STRING_KEY = string();
+
+/** A connection to an engine: publish, subscribe, and manage topics and groups. */
+export class Eventline {
+  readonly #engine: Engine;
+  readonly clientId: string;
+  readonly #source: Buffer;
+  readonly logger: Logger;
+  readonly admin: Admin;
+  readonly reader: Reader;
+  #subscriptions = new Set<Subscription>();
+  #roundRobin = new Map<string, number>();
+  #headerCache = new Map<string, Header[]>();
+  #lastTime = { ms: -1, iso: Buffer.alloc(0) };
+  #closing: Promise<void> | undefined;
+
+  constructor(engine: Engine, options: ConnectOptions = {}) {
+    this.#engine = engine;
+    this.clientId = options.clientId ?? 'eventline';
+    this.#source = Buffer.from(options.source ?? `/${this.clientId}`);
+    this.logger = options.logger ?? createLogger();
+    this.admin = new Admin(engine);
+    this.reader = new Reader(engine);
+  }
+
+  /** The engine underneath; for tools and tests. */
+  get engine(): Engine {
+    return this.#engine;
+  }
+
+  /** The engine URL (secrets removed). */
+  get url(): string {
+    return this.#engine.displayUrl;
+  }
+
+  #check(): void {
+    if (this.#closing) fail('EVENTLINE_ERR_CLOSED', 'this Eventline client is closed');
+  }
+
+  /**
+   * Creates missing topics and compares existing ones with their declarations. Idempotent. With
+   * `{ alter: true }` it also applies what can be applied (partitions grow, limits change).
+   * Drift is logged as a warning and returned; nothing is deleted or shrunk.
+   */
+  async ensureTopics(topics: readonly AnyTopic[], options: EnsureTopicsOptions = {}): Promise<TopicPlan[]> {
+    this.#check();
+    const plans = await this.admin.plan(topics.map((t) => ({ name: t.name, config: t.config })));
+    const missing = plans.filter((p) => p.action === 'create');
+    if (missing.length > 0) {
+      const specs = missing.map((p) => ({
+        name: p.topic,
+        ...topics.find((t) => t.name === p.topic)!.config,
+      }));
+      try {
+        await this.#engine.createTopics(specs);
+      } catch (err) {
+        // Another process created some of them at the same moment: create the rest one by one.
+        if (!isEventlineError(err, 'EVENTLINE_ERR_TOPIC_EXISTS')) throw err;
+        for (const spec of specs) {
+          await this.#engine.createTopics([spec]).catch((e: unknown) => {
+            if (!isEventlineError(e, 'EVENTLINE_ERR_TOPIC_EXISTS')) throw e;
+          });
+        }
+      }
+      for (const p of missing) p.applied = true;
+    }
+    for (const plan of plans) {
+      if (plan.action !== 'alter' && plan.action !== 'drift') continue;
+      const applicable = plan.differences.filter((d) => d.applicable);
+      if (options.alter && applicable.length > 0) {
+        const changes: Partial<TopicConfig> = {};
+        for (const d of applicable) (changes as Record<string, unknown>)[d.setting] = d.declared;
+        await this.#engine.alterTopic(plan.topic, changes);
+        plan.applied = true;
+      } else {
+        this.logger.warn(
+          { topic: plan.topic, differences: plan.differences },
+          'topic settings differ from the declaration; left unchanged',
+        );
+      }
+    }
+    return plans;
+  }
+
+  /** Publishes one record; resolves once it is durable. See {@link Eventline.publishBatch}. */
+  async publish<V, K>(
+    topic: Topic<V, K>,
+    value: V | null,
+    options: PublishOptions<K> = {},
+  ): Promise<PublishResult> {
+    const [result] = await this.publishBatch(topic, [{ ...options, value }]);
+    return result!;
+  }
+
+  /**
+   * Publishes records atomically: all of them are stored, durably, or none is. Every record gets
+   * CloudEvents headers (`ce_id`, `ce_type`, `ce_source`, `ce_time`, `ce_specversion`) and a
+   * `content-type` from the value codec, unless the caller sets them. Keys choose partitions with
+   * Kafka's murmur2 partitioner; keyless records go round-robin.
+   *
+   * Throws EVENTLINE_ERR_ENCODE (a value its codec rejects), EVENTLINE_ERR_UNKNOWN_TOPIC,
+   * EVENTLINE_ERR_UNKNOWN_PARTITION, EVENTLINE_ERR_MESSAGE_TOO_LARGE, EVENTLINE_ERR_INVALID_RECORD,
+   * EVENTLINE_ERR_ENGINE_BUSY; in every case nothing of the batch is stored.
+   */
+  async publishBatch<V, K>(topic: Topic<V, K>, items: readonly BatchItem<V, K>[]): Promise<PublishResult[]> {
+    this.#check();
+    if (!Array.isArray(items)) fail('EVENTLINE_ERR_INVALID_ARGUMENT', 'publishBatch: items must be an array');
+    if (items.length === 0) return [];
+    const partitions = await this.#engine.partitionCount(topic.name);
+    const records: AppendRecord[] = new Array(items.length);
+    const ids: string[] = new Array(items.length);
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i]!;
+      const where = items.length === 1 ? `topic ${topic.name}` : `topic ${topic.name}, record ${i}`;
+      const timestamp =
+        item.timestamp === undefined
+          ? Date.now()
+          : item.timestamp instanceof Date
+            ? item.timestamp.getTime()
+            : item.timestamp;
+      const key = this.#encodeKey(topic, item, where);
+      const value =
+        item.value === null || item.value === undefined
+          ? null
+          : encodeWith(topic.value, item.value, where, 'value');
+      let partition: number;
+      if (item.partition !== undefined) partition = item.partition;
+      else if (key !== null) partition = partitionForKey(key, partitions);
+      else {
+        const next = this.#roundRobin.get(topic.name) ?? 0;
+        this.#roundRobin.set(topic.name, next + 1);
+        partition = next % partitions;
+      }
+      const id = randomUUID();
+      ids[i] = id;
+      records[i] = {
+        partition,
+        key,
+        value,
+        timestamp,
+        headers: this.#headers(topic, item, id, timestamp),
+      };
+    }
+    const results = await this.#engine.append(topic.name, records);
+    return results.map((r, i) => ({
+      topic: topic.name,
+      partition: r.partition,
+      offset: r.offset,
+      id: ids[i]!,
+      timestamp: records[i]!.timestamp,
+    }));
+  }
+
+  #encodeKey<V, K>(topic: Topic<V, K>, item: BatchItem<V, K>, where: string): Buffer | null {
+    let key: K | Buffer | null | undefined = item.key;
+    if (key === undefined && topic.keyOf !== undefined && item.value !== null) {
+      try {
+        key = topic.keyOf(item.value);
+      } catch (err) {
+        throw new EventlineError(
+          'EVENTLINE_ERR_ENCODE',
+          `${where}: the key function threw: ${messageOf(err)}`,
+          {
+            cause: err,
+            details: { topic: topic.name, part: 'key' },
+          },
+        );
+      }
+    }
+    if (key === undefined || key === null) return null;
+    if (Buffer.isBuffer(key)) return key;
+    return encodeWith(topic.keyCodec, key as K, where, 'key');
+  }
+
+  #headers<V, K>(topic: Topic<V, K>, item: BatchItem<V, K>, id: string, timestamp: number): Header[] {
+    const type = item.type ?? topic.type;
+    const cacheKey = `${topic.value.contentType ?? ''}\u0000${type}`;
+    let constant = this.#headerCache.get(cacheKey);
+    if (constant === undefined) {
+      constant = [
+        ['ce_specversion', CE_SPECVERSION],
+        ['ce_type', Buffer.from(type)],
+        ['ce_source', this.#source],
+      ];
+      if (topic.value.contentType !== undefined)
+        constant.push(['content-type', Buffer.from(topic.value.contentType)]);
+      if (this.#headerCache.size < 256) this.#headerCache.set(cacheKey, constant);
+    }
+    if (this.#lastTime.ms !== timestamp) {
+      this.#lastTime = { ms: timestamp, iso: Buffer.from(new Date(timestamp).toISOString()) };
+    }
+    const headers: Header[] = [['ce_id', Buffer.from(id)], ...constant, ['ce_time', this.#lastTime.iso]];
+    if (item.headers === undefined) return headers;
+    const user: Header[] = (Array.isArray(item.headers) ? item.headers : Object.entries(item.headers)).map(
+      ([name, v]: readonly [string, string | Buffer]) => {
+        if (typeof name !== 'string' || name.length === 0) {
+          fail(
+            'EVENTLINE_ERR_INVALID_ARGUMENT',
+            `topic ${topic.name}: header names must be non-empty strings`,
+          );
+        }
+        if (typeof v !== 'string' && !Buffer.isBuffer(v)) {
+          fail(
+            'EVENTLINE_ERR_INVALID_ARGUMENT',
+            `topic ${topic.name}: header ${name} must be a string or a Buffer`,
+          );
+        }
+        return [name, typeof v === 'string' ? Buffer.from(v) : v] as const;
+      },
+    );
+    const overridden = new Set(user.map(([name]) => name));
+    return [...headers.filter(([name]) => !overridden.has(name)), ...user];
+  }
+
+  /**
+   * Starts consuming as a member of a consumer group. Partitions are spread across the group's
+   * members (in any process sharing the engine); records of a partition arrive in order; offsets
+   * are committed only after the handler succeeded, so a crash means redelivery, never loss. A
+   * handler that throws gets the record again after a backoff.
+   */
+  subscribe<T extends TopicInput>(options: SubscribeOptions<T>): Subscription {
+    this.#check();
+    const sub = new SubscriptionRunner<T>(
+      {
+        engine: this.#engine,
+        clientId: this.clientId,
+        logger: this.logger,
+        onStopped: (s) => this.#subscriptions.delete(s),
+      },
+      options,
+    );
+    this.#subscriptions.add(sub);
+    return sub;
+  }
+
+  /** Stops every subscription of this client (each finishes its in-flight work), then closes the engine. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#subscriptions].map((s) => s.stop()));
+      await this.#engine.close();
+    })();
+    return this.#closing;
+  }
+
+  /** Same as close(): lets `await using bus = await connect()` close on scope exit. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function encodeWith<T>(codec: Codec<T>, value: T, where: string, part: 'key' | 'value'): Buffer {
+  try {
+    return codec.encode(value);
+  } catch (err) {
+    if (err instanceof EventlineError) throw err;
+    throw new EventlineError(
+      'EVENTLINE_ERR_ENCODE',
+      `${where}: the ${part} cannot be encoded as ${codec.name}: ${messageOf(err)}`,
+      {
+        cause: err,
+        details: { part },
+      },
+    );
+  }
+}
+
+/** Topic and group management. */
+export class Admin {
+  readonly #engine: Engine;
+
+  constructor(engine: Engine) {
+    this.#engine = engine;
+  }
+
+  /** Creates a topic unless it exists; says which happened. */
+  async createTopic(name: string, settings: TopicSettings = {}): Promise<'created' | 'exists'> {
+    validateTopicName(name);
+    const config = normalizeTopicConfig(name, settings);
+    try {
+      await this.#engine.createTopics([{ name, ...config }]);
+      return 'created';
+    } catch (err) {
+      if (isEventlineError(err, 'EVENTLINE_ERR_TOPIC_EXISTS')) return 'exists';
+      throw err;
+    }
+  }
+
+  listTopics(): Promise<string[]> {
+    return this.#engine.listTopics();
+  }
+
+  async describeTopic(name: string): Promise<TopicDescription> {
+    validateTopicName(name);
+    const [d] = await this.#engine.describeTopics([name]);
+    return d!;
+  }
+
+  async deleteTopic(name: string): Promise<void> {
+    validateTopicName(name);
+    await this.#engine.deleteTopics([name]);
+  }
+
+  /** Compares declared topics with the engine, without changing anything. */
+  async plan(topics: readonly { name: string; config: TopicConfig }[]): Promise<TopicPlan[]> {
+    const plans: TopicPlan[] = [];
+    for (const t of topics) {
+      let actual: TopicDescription;
+      try {
+        [actual] = (await this.#engine.describeTopics([t.name])) as [TopicDescription];
+      } catch (err) {
+        if (!isEventlineError(err, 'EVENTLINE_ERR_UNKNOWN_TOPIC')) throw err;
+        plans.push({ topic: t.name, action: 'create', differences: [] });
+        continue;
+      }
+      const differences = diffTopicConfig(t.config, {
+        ...actual.config,
+        partitions: actual.partitions.length,
+      });
+      const action: TopicAction =
+        differences.length === 0 ? 'unchanged' : differences.every((d) => d.applicable) ? 'alter' : 'drift';
+      plans.push({ topic: t.name, action, differences });
+    }
+    return plans;
+  }
+
+  listGroups(): Promise<string[]> {
+    return this.#engine.listGroups();
+  }
+
+  describeGroup(group: string): Promise<GroupDescription> {
+    return this.#engine.describeGroup(group);
+  }
+
+  /**
+   * Moves a group's committed offsets. Refused with EVENTLINE_ERR_GROUP_NOT_EMPTY while the group
+   * has live members. Offsets are clamped to what the partitions hold. Returns the new offsets.
+   */
+  async resetOffsets(group: string, options: ResetOffsetsOptions): Promise<CommittedOffset[]> {
+    const d = await this.describeTopic(options.topic);
+    const chosen = options.partitions ?? d.partitions.map((p) => p.partition);
+    const offsets: CommittedOffset[] = [];
+    for (const partition of chosen) {
+      const bounds = d.partitions.find((p) => p.partition === partition);
+      if (bounds === undefined) {
+        fail('EVENTLINE_ERR_UNKNOWN_PARTITION', `topic ${options.topic} has no partition ${partition}`, {
+          details: { topic: options.topic, partition },
+        });
+      }
+      offsets.push({
+        topic: options.topic,
+        partition,
+        offset: await this.#resolve(options.topic, bounds, options.to),
+      });
+    }
+    if (!options.dryRun) await this.#engine.setGroupOffsets(group, offsets);
+    return offsets;
+  }
+
+  async #resolve(topic: string, bounds: PartitionOffsets, to: ResetTarget): Promise<number> {
+    if (to === 'earliest') return bounds.start;
+    if (to === 'latest') return bounds.end;
+    if ('offset' in to) {
+      if (!Number.isInteger(to.offset) || to.offset < 0) {
+        fail('EVENTLINE_ERR_INVALID_ARGUMENT', `offset must be a non-negative integer, got ${to.offset}`);
+      }
+      return Math.min(Math.max(to.offset, bounds.start), bounds.end);
+    }
+    const ms =
+      to.timestamp instanceof Date
+        ? to.timestamp.getTime()
+        : typeof to.timestamp === 'string'
+          ? Date.parse(to.timestamp)
+          : to.timestamp;
+    if (!Number.isFinite(ms))
+      fail('EVENTLINE_ERR_INVALID_ARGUMENT', `cannot read ${String(to.timestamp)} as a time`);
+    return this.#engine.offsetForTimestamp(topic, bounds.partition, ms);
+  }
+}
+
+export interface ReadOptions {
+  partition: number;
+  from: ReadFrom;
+  /** Default 100. */
+  max?: number;
+}
+
+export interface FollowOptions {
+  from?: 'earliest' | 'latest' | { timestamp: number | Date };
+  /** Default: every partition. */
+  partitions?: number[];
+  signal?: AbortSignal;
+}
+
+/** Reading without a consumer group: for tools, tests and replays. */
+export class Reader {
+  readonly #engine: Engine;
+
+  constructor(engine: Engine) {
+    this.#engine = engine;
+  }
+
+  /** Records of one partition from an offset, a time, the start or the end. */
+  async read<T extends TopicInput>(topic: T, options: ReadOptions): Promise<MessageOf<T>[]> {
+    const { name, value, key } = codecsOf(topic);
+    const offset = await this.#position(name, options.partition, options.from);
+    const records = await this.#engine.fetch(name, options.partition, offset, {
+      maxRecords: options.max ?? 100,
+    });
+    return records.map((r) => decodeMessage(r, value, key) as MessageOf<T>);
+  }
+
+  async offsets(topic: string): Promise<PartitionOffsets[]> {
+    const [d] = await this.#engine.describeTopics([topic]);
+    return d!.partitions;
+  }
+
+  groupOffsets(group: string): Promise<CommittedOffset[]> {
+    return this.#engine.groupOffsets(group);
+  }
+
+  async #position(topic: string, partition: number, from: ReadFrom): Promise<number> {
+    if (typeof from === 'object' && 'offset' in from) return from.offset;
+    if (typeof from === 'object') {
+      return this.#engine.offsetForTimestamp(
+        topic,
+        partition,
+        from.timestamp instanceof Date ? from.timestamp.getTime() : from.timestamp,
+      );
+    }
+    const bounds = (await this.offsets(topic)).find((p) => p.partition === partition);
+    if (bounds === undefined)
+      fail('EVENTLINE_ERR_UNKNOWN_PARTITION', `topic ${topic} has no partition ${partition}`);
+    return from === 'earliest' ? bounds.start : bounds.end;
+  }
+
+  /**
+   * Follows a topic live across its partitions (in order within each), until the signal aborts.
+   * Records that fail to decode are yielded as errors by the iterator (it can be resumed).
+   */
+  async *follow<T extends TopicInput>(topic: T, options: FollowOptions = {}): AsyncGenerator<MessageOf<T>> {
+    const { name, value, key } = codecsOf(topic);
+    const watch = this.#engine.watch();
+    const from = options.from ?? 'latest';
+    const positions = new Map<number, number>();
+    const signal = options.signal;
+    const chosen = options.partitions;
+    let lookedAt = 0;
+    while (!signal?.aborted) {
+      // Partitions may grow while we follow: look again now and then. New ones start at their start.
+      if (Date.now() - lookedAt > 5000) {
+        const first = lookedAt === 0;
+        lookedAt = Date.now();
+        for (const p of await this.offsets(name)) {
+          if (positions.has(p.partition) || (chosen !== undefined && !chosen.includes(p.partition))) continue;
+          positions.set(p.partition, first ? await this.#position(name, p.partition, from) : p.start);
+        }
+      }
+      let got = 0;
+      for (const [partition, offset] of positions) {
+        const records = await this.#engine.fetch(name, partition, offset, { maxRecords: 500 });
+        if (records.length === 0) continue;
+        got += records.length;
+        positions.set(partition, records[records.length - 1]!.offset + 1);
+        for (const r of records) yield decodeMessage(r, value, key) as MessageOf<T>;
+      }
+      if (got === 0) await watch.wait(1000, signal);
+    }
+  }
+}
+
+function codecsOf(topic: TopicInput): { name: string; value: Codec<unknown>; key: Codec<unknown> } {
+  if (typeof topic === 'string') {
+    validateTopicName(topic);
+    return { name: topic, value: RAW_VALUE as Codec<unknown>, key: STRING_KEY as Codec<unknown> };
+  }
+  return { name: topic.name, value: topic.value, key: topic.keyCodec };
+}
+
+/**
+ * Connects to an engine: `url`, else EVENTLINE_URL, else `sqlite:.eventline/events.db`.
+ *
+ * @example
+ * const bus = await connect();                      // embedded, durable, no broker
+ * const bus = await connect('sqlite::memory:');     // for tests
+ * const bus = await connect('kafka://127.0.0.1:9092');
+ *
+ * Throws EVENTLINE_ERR_INVALID_URL, EVENTLINE_ERR_DATABASE_CORRUPT, EVENTLINE_ERR_ENGINE_UNAVAILABLE.
+ */
+export async function connect(url?: string, options: ConnectOptions = {}): Promise<Eventline> {
+  const engine = await openEngine(url ?? process.env.EVENTLINE_URL ?? DEFAULT_URL, {
+    ...(options.embedded ? { embedded: options.embedded } : {}),
+  });
+  return new Eventline(engine, options);
+}
+
+export type { Message };

@@ -1,0 +1,237 @@
+/**
+ * The embedded engine stores records as record batches, one SQLite row per batch, much as Kafka
+ * stores record batches in segment files: appends write one row instead of one per record, and a
+ * fetch reads one blob and slices it without copying.
+ *
+ * Record layout inside a batch payload (varints are unsigned LEB128; zigzag for signed):
+ *   varint  offsetDelta            from the batch's base offset
+ *   zigzag  timestampDelta         from the batch's first timestamp
+ *   varint  keyLength + 1          0 means a null key
+ *   bytes   key
+ *   varint  valueLength + 1        0 means a null value (a tombstone)
+ *   bytes   value
+ *   varint  headerCount
+ *   repeat  varint nameLength, bytes name (UTF-8), varint valueLength, bytes value
+ */
+import type { Header, StoredRecord } from '../types.ts';
+
+export interface EncodableRecord {
+  offset: number;
+  timestamp: number;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: readonly Header[];
+}
+
+const nameCache = new Map<string, Buffer>();
+
+function headerName(name: string): Buffer {
+  let b = nameCache.get(name);
+  if (b === undefined) {
+    b = Buffer.from(name, 'utf8');
+    if (nameCache.size < 1024) nameCache.set(name, b);
+  }
+  return b;
+}
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+function zigzag(n: number): number {
+  return n >= 0 ? n * 2 : -n * 2 - 1;
+}
+
+function writeVarint(buf: Buffer, pos: number, n: number): number {
+  while (n >= 0x80) {
+    buf[pos++] = (n & 0x7f) | 0x80;
+    n = Math.floor(n / 128);
+  }
+  buf[pos++] = n;
+  return pos;
+}
+
+/** Bytes a record takes on the wire for size limits: key + value + header names and values. */
+export function recordSize(key: Buffer | null, value: Buffer | null, headers: readonly Header[]): number {
+  let size = (key?.length ?? 0) + (value?.length ?? 0);
+  for (const [name, v] of headers) size += Buffer.byteLength(name) + v.length;
+  return size;
+}
+
+/** Encodes records (offsets ascending, all from one partition) into one batch payload. */
+export function encodeBatch(
+  records: readonly EncodableRecord[],
+  baseOffset: number,
+  firstTimestamp: number,
+): Buffer {
+  let total = 0;
+  for (const r of records) {
+    total += varintSize(r.offset - baseOffset) + varintSize(zigzag(r.timestamp - firstTimestamp));
+    total += varintSize(r.key === null ? 0 : r.key.length + 1) + (r.key?.length ?? 0);
+    total += varintSize(r.value === null ? 0 : r.value.length + 1) + (r.value?.length ?? 0);
+    total += varintSize(r.headers.length);
+    for (const [name, v] of r.headers) {
+      const n = headerName(name);
+      total += varintSize(n.length) + n.length + varintSize(v.length) + v.length;
+    }
+  }
+  const buf = Buffer.allocUnsafe(total);
+  let pos = 0;
+  for (const r of records) {
+    pos = writeVarint(buf, pos, r.offset - baseOffset);
+    pos = writeVarint(buf, pos, zigzag(r.timestamp - firstTimestamp));
+    if (r.key === null) buf[pos++] = 0;
+    else {
+      pos = writeVarint(buf, pos, r.key.length + 1);
+      pos += r.key.copy(buf, pos);
+    }
+    if (r.value === null) buf[pos++] = 0;
+    else {
+      pos = writeVarint(buf, pos, r.value.length + 1);
+      pos += r.value.copy(buf, pos);
+    }
+    pos = writeVarint(buf, pos, r.headers.length);
+    for (const [name, v] of r.headers) {
+      const n = headerName(name);
+      pos = writeVarint(buf, pos, n.length);
+      pos += n.copy(buf, pos);
+      pos = writeVarint(buf, pos, v.length);
+      pos += v.copy(buf, pos);
+    }
+  }
+  if (pos !== total) throw new Error(`batch encoder wrote ${pos} bytes, expected ${total}`);
+  return buf;
+}
+
+/**
+ * A record decoded from a batch. Key and value are views into the batch payload; headers are
+ * decoded on first access, since most consumers read few of them.
+ */
+class BatchRecord implements StoredRecord {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number;
+  readonly timestamp: number;
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+  #payload: Buffer;
+  #headersAt: number;
+  #headers: readonly Header[] | undefined;
+
+  constructor(
+    topic: string,
+    partition: number,
+    offset: number,
+    timestamp: number,
+    key: Buffer | null,
+    value: Buffer | null,
+    payload: Buffer,
+    headersAt: number,
+  ) {
+    this.topic = topic;
+    this.partition = partition;
+    this.offset = offset;
+    this.timestamp = timestamp;
+    this.key = key;
+    this.value = value;
+    this.#payload = payload;
+    this.#headersAt = headersAt;
+  }
+
+  get headers(): readonly Header[] {
+    if (this.#headers === undefined) this.#headers = decodeHeaders(this.#payload, this.#headersAt).headers;
+    return this.#headers;
+  }
+
+  toJSON(): object {
+    return {
+      topic: this.topic,
+      partition: this.partition,
+      offset: this.offset,
+      timestamp: this.timestamp,
+      key: this.key,
+      value: this.value,
+      headers: this.headers,
+    };
+  }
+}
+
+function readVarint(buf: Buffer, state: { pos: number }): number {
+  let result = 0;
+  let factor = 1;
+  for (;;) {
+    const byte = buf[state.pos++];
+    if (byte === undefined) throw new RangeError('truncated record batch');
+    result += (byte & 0x7f) * factor;
+    if (byte < 0x80) return result;
+    factor *= 128;
+  }
+}
+
+function decodeHeaders(buf: Buffer, at: number): { headers: Header[]; end: number } {
+  const state = { pos: at };
+  const count = readVarint(buf, state);
+  const headers: Header[] = new Array(count);
+  for (let i = 0; i < count; i++) {
+    const nameLength = readVarint(buf, state);
+    const name = buf.toString('utf8', state.pos, state.pos + nameLength);
+    state.pos += nameLength;
+    const valueLength = readVarint(buf, state);
+    headers[i] = [name, buf.subarray(state.pos, state.pos + valueLength)];
+    state.pos += valueLength;
+  }
+  return { headers, end: state.pos };
+}
+
+function skipHeaders(buf: Buffer, state: { pos: number }): void {
+  const count = readVarint(buf, state);
+  for (let i = 0; i < count; i++) {
+    // Read first: `state.pos += readVarint(...)` would add to the position from before the varint.
+    const nameLength = readVarint(buf, state);
+    state.pos += nameLength;
+    const valueLength = readVarint(buf, state);
+    state.pos += valueLength;
+  }
+}
+
+/**
+ * Decodes the records of a batch with offsets at or after `fromOffset`, appending them to `out`.
+ * Stops once `out` holds `limit` records. Returns the bytes of key and value decoded.
+ */
+export function decodeBatch(
+  payload: Buffer,
+  topic: string,
+  partition: number,
+  baseOffset: number,
+  firstTimestamp: number,
+  fromOffset: number,
+  out: StoredRecord[],
+  limit: number,
+): number {
+  const state = { pos: 0 };
+  let bytes = 0;
+  const end = payload.length;
+  while (state.pos < end && out.length < limit) {
+    const offset = baseOffset + readVarint(payload, state);
+    const zz = readVarint(payload, state);
+    const timestamp = firstTimestamp + (zz % 2 === 0 ? zz / 2 : -(zz + 1) / 2);
+    const keyLength = readVarint(payload, state);
+    const key = keyLength === 0 ? null : payload.subarray(state.pos, state.pos + keyLength - 1);
+    state.pos += keyLength === 0 ? 0 : keyLength - 1;
+    const valueLength = readVarint(payload, state);
+    const value = valueLength === 0 ? null : payload.subarray(state.pos, state.pos + valueLength - 1);
+    state.pos += valueLength === 0 ? 0 : valueLength - 1;
+    const headersAt = state.pos;
+    skipHeaders(payload, state);
+    if (state.pos > end) throw new RangeError('truncated record batch');
+    if (offset < fromOffset) continue;
+    bytes += (key?.length ?? 0) + (value?.length ?? 0);
+    out.push(new BatchRecord(topic, partition, offset, timestamp, key, value, payload, headersAt));
+  }
+  return bytes;
+}

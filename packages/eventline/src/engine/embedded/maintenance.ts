@@ -1,0 +1,260 @@
+/**
+ * Retention, compaction and WAL checkpoints for the embedded engine. These functions are
+ * synchronous and run on their own connection in a worker thread (see maintenance-worker.ts), so
+ * they never sit on the publish path; an in-memory database runs them inline.
+ */
+import type { DatabaseSync } from 'node:sqlite';
+import type { TopicConfig } from '../../topic.ts';
+import type { StoredRecord } from '../types.ts';
+import { decodeBatch, type EncodableRecord, encodeBatch } from './batch-format.ts';
+import { logTable } from './schema.ts';
+import { asBuffer, isBusy } from './sqlite.ts';
+
+/** Batches deleted or rewritten per transaction, so appends wait at most a few milliseconds. */
+const CHUNK = 500;
+/** Compact when at least this share of a partition's bytes arrived since the last compaction. */
+const DIRTY_RATIO = 0.5;
+
+interface PartitionRow {
+  topic_id: number;
+  name: string;
+  partition: number;
+  config: string;
+  start_offset: number;
+  next_offset: number;
+  bytes: number;
+  cleaned_offset: number;
+  cleaned_bytes: number;
+}
+
+export interface MaintenanceReport {
+  deletedBatches: number;
+  compactedPartitions: number;
+  removedRecords: number;
+}
+
+function immediate<T>(db: DatabaseSync, fn: () => T): T {
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    const r = fn();
+    db.exec('COMMIT');
+    return r;
+  } catch (err) {
+    if (db.isTransaction) db.exec('ROLLBACK');
+    throw err;
+  }
+}
+
+function partitions(db: DatabaseSync): PartitionRow[] {
+  return db
+    .prepare(
+      `SELECT p.topic_id, t.name, p.partition, t.config, p.start_offset, p.next_offset, p.bytes, p.cleaned_offset,
+              p.cleaned_bytes
+       FROM el_partitions p JOIN el_topics t ON t.id = p.topic_id ORDER BY p.topic_id, p.partition`,
+    )
+    .all() as unknown as PartitionRow[];
+}
+
+/**
+ * Deletes whole batches from the head of each partition of a `delete` topic: those whose newest
+ * record is older than `retentionMs`, and the oldest while the partition would still hold at least
+ * `retentionBytes` without them (Kafka's rule for segments).
+ */
+export function applyRetention(db: DatabaseSync, now: number): number {
+  let deleted = 0;
+  for (const p of partitions(db)) {
+    const config = JSON.parse(p.config) as TopicConfig;
+    if (config.cleanupPolicy !== 'delete' || (config.retentionMs === null && config.retentionBytes === null))
+      continue;
+    const table = logTable(Number(p.topic_id), Number(p.partition));
+    for (;;) {
+      const n = immediate(db, () => {
+        const state = db
+          .prepare('SELECT bytes FROM el_partitions WHERE topic_id = ? AND partition = ?')
+          .get(p.topic_id, p.partition) as { bytes: number } | undefined;
+        if (state === undefined) return 0;
+        let total = Number(state.bytes);
+        const rows = db
+          .prepare(
+            `SELECT base_offset, last_offset, max_ts, bytes FROM ${table} ORDER BY base_offset LIMIT ?`,
+          )
+          .all(CHUNK) as { base_offset: number; last_offset: number; max_ts: number; bytes: number }[];
+        let upTo = -1;
+        let freed = 0;
+        let count = 0;
+        for (const row of rows) {
+          const expired = config.retentionMs !== null && Number(row.max_ts) < now - config.retentionMs;
+          const oversize =
+            config.retentionBytes !== null && total - Number(row.bytes) >= config.retentionBytes;
+          if (!expired && !oversize) break;
+          upTo = Number(row.last_offset);
+          freed += Number(row.bytes);
+          total -= Number(row.bytes);
+          count++;
+        }
+        if (count === 0) return 0;
+        db.prepare(`DELETE FROM ${table} WHERE base_offset <= ?`).run(upTo);
+        db.prepare(
+          'UPDATE el_partitions SET start_offset = max(start_offset, ?), bytes = bytes - ? WHERE topic_id = ? AND partition = ?',
+        ).run(upTo + 1, freed, p.topic_id, p.partition);
+        return count;
+      });
+      deleted += n;
+      if (n < CHUNK) break;
+    }
+  }
+  return deleted;
+}
+
+function keyId(key: Buffer | null): string {
+  return key === null ? '' : key.toString('latin1');
+}
+
+/**
+ * Compacts each partition of a `compact` topic that is dirty enough (or every one when `force`):
+ * keeps only the newest record per key, and drops tombstones older than `deleteRetentionMs`.
+ * Offsets never change; compaction only leaves gaps.
+ */
+export function compact(
+  db: DatabaseSync,
+  now: number,
+  force: boolean,
+): { partitions: number; removed: number } {
+  let compacted = 0;
+  let removed = 0;
+  for (const p of partitions(db)) {
+    const config = JSON.parse(p.config) as TopicConfig;
+    if (config.cleanupPolicy !== 'compact') continue;
+    const dirtyBytes = Number(p.bytes) - Number(p.cleaned_bytes);
+    const dirty = Number(p.next_offset) > Number(p.cleaned_offset);
+    if (!force && !(dirty && dirtyBytes >= DIRTY_RATIO * Number(p.bytes))) continue;
+    const table = logTable(Number(p.topic_id), Number(p.partition));
+    const name = p.name;
+    const partition = Number(p.partition);
+
+    // 1. The newest offset of every key, from one consistent snapshot of the log below `end`.
+    const latest = new Map<string, number>();
+    let end = 0;
+    db.exec('BEGIN');
+    try {
+      end = Number(
+        (
+          db
+            .prepare('SELECT next_offset FROM el_partitions WHERE topic_id = ? AND partition = ?')
+            .get(p.topic_id, p.partition) as { next_offset: number }
+        ).next_offset,
+      );
+      for (const row of db
+        .prepare(
+          `SELECT base_offset, first_ts, payload FROM ${table} WHERE base_offset < ? ORDER BY base_offset`,
+        )
+        .iterate(end) as Iterable<{ base_offset: number; first_ts: number; payload: Uint8Array }>) {
+        const out: StoredRecord[] = [];
+        decodeBatch(
+          asBuffer(row.payload),
+          name,
+          partition,
+          Number(row.base_offset),
+          Number(row.first_ts),
+          0,
+          out,
+          Infinity,
+        );
+        for (const r of out) latest.set(keyId(r.key), r.offset);
+      }
+    } finally {
+      db.exec('COMMIT');
+    }
+
+    // 2. Rewrite the batches below `end`, a chunk per transaction. Appends only add batches at or
+    //    after `end`, so the map stays right while we work.
+    let after = -1;
+    for (;;) {
+      const done = immediate(db, () => {
+        const rows = db
+          .prepare(
+            `SELECT base_offset, last_offset, record_count, first_ts, bytes, payload FROM ${table}
+             WHERE base_offset > ? AND base_offset < ? ORDER BY base_offset LIMIT ?`,
+          )
+          .all(after, end, CHUNK) as {
+          base_offset: number;
+          last_offset: number;
+          record_count: number;
+          first_ts: number;
+          bytes: number;
+          payload: Uint8Array;
+        }[];
+        let freed = 0;
+        for (const row of rows) {
+          const base = Number(row.base_offset);
+          after = base;
+          const records: StoredRecord[] = [];
+          decodeBatch(
+            asBuffer(row.payload),
+            name,
+            partition,
+            base,
+            Number(row.first_ts),
+            0,
+            records,
+            Infinity,
+          );
+          const keep: EncodableRecord[] = records.filter(
+            (r) =>
+              latest.get(keyId(r.key)) === r.offset &&
+              !(r.value === null && r.timestamp < now - config.deleteRetentionMs),
+          );
+          if (keep.length === records.length) continue;
+          removed += records.length - keep.length;
+          if (keep.length === 0) {
+            db.prepare(`DELETE FROM ${table} WHERE base_offset = ?`).run(base);
+            freed += Number(row.bytes);
+            continue;
+          }
+          const payload = encodeBatch(keep, base, keep[0]!.timestamp);
+          const maxTs = Math.max(...keep.map((r) => r.timestamp));
+          db.prepare(
+            `UPDATE ${table} SET record_count = ?, first_ts = ?, max_ts = ?, bytes = ?, payload = ? WHERE base_offset = ?`,
+          ).run(keep.length, keep[0]!.timestamp, maxTs, payload.length, payload, base);
+          freed += Number(row.bytes) - payload.length;
+        }
+        if (freed > 0) {
+          db.prepare('UPDATE el_partitions SET bytes = bytes - ? WHERE topic_id = ? AND partition = ?').run(
+            freed,
+            p.topic_id,
+            p.partition,
+          );
+        }
+        return rows.length < CHUNK;
+      });
+      if (done) break;
+    }
+    immediate(db, () => {
+      db.prepare(
+        'UPDATE el_partitions SET cleaned_offset = ?, cleaned_bytes = bytes WHERE topic_id = ? AND partition = ?',
+      ).run(end, p.topic_id, p.partition);
+    });
+    compacted++;
+  }
+  return { partitions: compacted, removed };
+}
+
+/** Copies the WAL into the database without waiting on readers or writers. */
+export function checkpoint(db: DatabaseSync): void {
+  try {
+    db.exec('PRAGMA wal_checkpoint(PASSIVE)');
+  } catch (err) {
+    if (!isBusy(err)) throw err;
+  }
+}
+
+/** One full maintenance pass. */
+export function runMaintenancePass(
+  db: DatabaseSync,
+  options: { force: boolean; now?: number },
+): MaintenanceReport {
+  const now = options.now ?? Date.now();
+  const deletedBatches = applyRetention(db, now);
+  const { partitions: compactedPartitions, removed } = compact(db, now, options.force);
+  return { deletedBatches, compactedPartitions, removedRecords: removed };
+}

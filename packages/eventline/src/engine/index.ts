@@ -1,0 +1,18 @@
+import { fail } from '../errors.ts';
+import type { EmbeddedEngineOptions } from './embedded/engine.ts';
+import type { Engine } from './types.ts';
+import { parseEngineUrl } from './url.ts';
+
+export interface EngineOptions {
+  embedded?: EmbeddedEngineOptions;
+}
+
+/** Opens the engine a URL names. Engine modules load lazily, so a process only pays for its own. */
+export async function openEngine(url: string, options: EngineOptions = {}): Promise<Engine> {
+  const parsed = parseEngineUrl(url);
+  if (parsed.kind === 'sqlite') {
+    const { EmbeddedEngine } = await import('./embedded/engine.ts');
+    return EmbeddedEngine.open(parsed.path, options.embedded);
+  }
+  return fail('EVENTLINE_ERR_UNSUPPORTED', 'the Kafka engine is not available in this build yet');
+}

@@ -1,0 +1,77 @@
+/**
+ * Eventline's public API. Everything exported here is supported; anything else is internal.
+ */
+export {
+  Admin,
+  type BatchItem,
+  type ConnectOptions,
+  connect,
+  type EnsureTopicsOptions,
+  Eventline,
+  type FollowOptions,
+  type HeadersInput,
+  type PublishOptions,
+  type PublishResult,
+  Reader,
+  type ReadFrom,
+  type ReadOptions,
+  type ResetOffsetsOptions,
+  type ResetTarget,
+  type TopicAction,
+  type TopicPlan,
+} from './client.ts';
+export { bytes, type Codec, type JsonCodecOptions, json, string } from './codec.ts';
+export type { EmbeddedEngineOptions } from './engine/embedded/engine.ts';
+export type {
+  CommittedOffset,
+  Engine,
+  GroupDescription,
+  GroupMemberInfo,
+  GroupPartitionInfo,
+  GroupState,
+  Header,
+  PartitionOffsets,
+  TopicDescription,
+  TopicPartition,
+} from './engine/types.ts';
+export { DEFAULT_URL, parseEngineUrl, redactUrl } from './engine/url.ts';
+export {
+  ERROR_CODES,
+  type ErrorCode,
+  EventlineError,
+  type EventlineErrorOptions,
+  isEventlineError,
+} from './errors.ts';
+export type { Message } from './message.ts';
+export { createLogger, type Logger, type LogLevel, silentLogger } from './observability/logger.ts';
+export { murmur2, partitionForKey } from './partitioner.ts';
+export { type ShutdownOptions, type Stoppable, stopOnSignals } from './runtime/shutdown.ts';
+export type {
+  ErrorInfo,
+  HandlerContext,
+  MessageOf,
+  SeekTarget,
+  SubscribeOptions,
+  Subscription,
+  TopicInput,
+} from './runtime/subscription.ts';
+export {
+  type CleanupPolicy,
+  type Compression,
+  DEFAULT_TOPIC_CONFIG,
+  defineTopic,
+  type Topic,
+  type TopicConfig,
+  type TopicDifference,
+  type TopicOptions,
+  type TopicSettings,
+  validateTopicName,
+} from './topic.ts';
+export {
+  type Duration,
+  formatDuration,
+  formatSize,
+  parseDuration,
+  parseSize,
+  type Size,
+} from './util/units.ts';

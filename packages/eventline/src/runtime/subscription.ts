@@ -1,0 +1,658 @@
+import { bytes, type Codec, string } from '../codec.ts';
+import type { Engine, GroupMember, StoredRecord, TopicPartition } from '../engine/types.ts';
+import { EventlineError, fail, isEventlineError } from '../errors.ts';
+import { decodeMessage, type Message } from '../message.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Topic } from '../topic.ts';
+import { type Duration, parseDuration } from '../util/units.ts';
+
+// biome-ignore lint/suspicious/noExplicitAny: a subscription accepts topics of any value and key type
+export type AnyTopic = Topic<any, any>;
+
+/** A topic to subscribe to: a declared topic (typed, decoded) or a name (raw bytes values). */
+export type TopicInput = AnyTopic | string;
+
+/** The message type a handler receives for a topic input. */
+export type MessageOf<T> = T extends Topic<infer V, infer K> ? Message<V, K> : Message<Buffer, string>;
+
+export interface HandlerContext {
+  /** Aborted when the partition is taken away or the stop grace period runs out. */
+  readonly signal: AbortSignal;
+  /** 1 on the first delivery of a record to this member, then 2, 3, … on redeliveries. */
+  readonly attempt: number;
+  readonly group: string;
+  readonly memberId: string;
+}
+
+export interface ErrorInfo {
+  group: string;
+  topic?: string;
+  partition?: number;
+  offset?: number;
+  /** Delivery attempt that failed, when a record failed. */
+  attempt?: number;
+  /** Milliseconds until the record is delivered again. */
+  retryInMs?: number;
+}
+
+export interface SubscribeOptions<T extends TopicInput> {
+  /** Consumer group: members of one group share the partitions; each group gets every record. */
+  group: string;
+  topics: readonly T[];
+  /** Called once per record, in offset order per partition. Throwing means: deliver it again. */
+  handler?: (message: MessageOf<T>, context: HandlerContext) => unknown;
+  /** Called with up to `maxBatchSize` records of one partition. Throwing redelivers the batch. */
+  batchHandler?: (messages: MessageOf<T>[], context: HandlerContext) => unknown;
+  /** Where a group with no committed offset starts: the oldest record (true) or new records only. Default false. */
+  fromBeginning?: boolean;
+  /** How many partitions are processed at once. Order within a partition is always kept. Default 1. */
+  concurrency?: number;
+  /** Records fetched at once, and the most a batch handler gets. Default 500. */
+  maxBatchSize?: number;
+  /** A member silent for this long loses its partitions. Default `'10s'`. */
+  sessionTimeout?: Duration;
+  /** Default a tenth of the session timeout. */
+  heartbeatInterval?: Duration;
+  /** Wait before delivering a failed record again; doubles per attempt. Default `'200ms'`. */
+  redeliveryDelay?: Duration;
+  /** Upper bound of the redelivery wait. Default `'30s'`. */
+  maxRedeliveryDelay?: Duration;
+  /** How long `stop()` waits for running handlers before abandoning them (uncommitted). Default `'30s'`. */
+  shutdownGrace?: Duration;
+  /** Told about every failed delivery and engine error. Default: the client's logger. */
+  onError?: (error: Error, info: ErrorInfo) => void;
+  /** Stops the subscription when aborted. */
+  signal?: AbortSignal;
+}
+
+export interface SeekTarget {
+  topic: AnyTopic | string;
+  /** Omit to move every partition of the topic this member owns now or later. */
+  partition?: number;
+  offset?: number | 'earliest' | 'latest';
+  /** The first record at or after this time. */
+  timestamp?: number | Date;
+}
+
+/** A running subscription. */
+export interface Subscription {
+  readonly group: string;
+  /** Resolves once the member joined its group and took its first assignment. */
+  ready(): Promise<void>;
+  /** Partitions this member owns now. */
+  assignment(): TopicPartition[];
+  /** Pauses delivery: everything, whole topics (names), or single partitions. */
+  pause(targets?: readonly (string | TopicPartition)[]): void;
+  resume(targets?: readonly (string | TopicPartition)[]): void;
+  /** Moves the read position; the next delivery starts there. */
+  seek(target: SeekTarget): Promise<void>;
+  /** Finishes in-flight work (within the grace period), commits and leaves the group. */
+  stop(): Promise<void>;
+  /** Settles when the subscription has stopped. */
+  readonly stopped: Promise<void>;
+}
+
+interface PartitionState extends TopicPartition {
+  key: string;
+  /** Next offset to commit: one past the last record handled successfully. */
+  processed: number | null;
+  committed: number | null;
+  busy: boolean;
+  gone: boolean;
+  backoffUntil: number;
+  backoffTimer: NodeJS.Timeout | undefined;
+  failedOffset: number;
+  attempt: number;
+  pendingSeek: number | undefined;
+  abort: AbortController;
+  idle: (() => void)[];
+}
+
+const tpKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
+const BYTES = bytes();
+const STRING = string();
+
+export interface SubscriptionDeps {
+  engine: Engine;
+  clientId: string;
+  logger: Logger;
+  onStopped(sub: Subscription): void;
+}
+
+export class SubscriptionRunner<T extends TopicInput> implements Subscription {
+  readonly group: string;
+  readonly #engine: Engine;
+  readonly #deps: SubscriptionDeps;
+  readonly #codecs = new Map<string, { value: Codec<unknown>; key: Codec<unknown> }>();
+  readonly #handler: SubscribeOptions<T>['handler'];
+  readonly #batchHandler: SubscribeOptions<T>['batchHandler'];
+  readonly #onError: (error: Error, info: ErrorInfo) => void;
+  readonly #concurrency: number;
+  readonly #maxBatch: number;
+  readonly #redeliveryMs: number;
+  readonly #maxRedeliveryMs: number;
+  readonly #graceMs: number;
+  readonly #member: GroupMember;
+  #parts = new Map<string, PartitionState>();
+  #ready: [PartitionState, StoredRecord[]][] = [];
+  #inflight = 0;
+  #slotWaiters: (() => void)[] = [];
+  #pausedAll = false;
+  #pausedTopics = new Set<string>();
+  #pausedParts = new Set<string>();
+  #pendingSeeks = new Map<string, number | 'earliest' | 'latest' | { timestamp: number }>();
+  #stopping = false;
+  #stopPromise: Promise<void> | undefined;
+  #loopAbort = new AbortController();
+  #commitChain: Promise<void> = Promise.resolve();
+  #commitQueued = false;
+  #commitRetry: NodeJS.Timeout | undefined;
+  #readyPromise: Promise<void>;
+  #resolveStopped!: () => void;
+  readonly stopped: Promise<void>;
+
+  constructor(deps: SubscriptionDeps, options: SubscribeOptions<T>) {
+    if (typeof options.group !== 'string' || options.group.length === 0 || options.group.length > 249) {
+      fail(
+        'EVENTLINE_ERR_INVALID_ARGUMENT',
+        'subscribe: group must be a non-empty string of at most 249 characters',
+      );
+    }
+    if (!Array.isArray(options.topics) || options.topics.length === 0) {
+      fail('EVENTLINE_ERR_INVALID_ARGUMENT', 'subscribe: topics must list at least one topic');
+    }
+    if ((options.handler === undefined) === (options.batchHandler === undefined)) {
+      fail('EVENTLINE_ERR_INVALID_ARGUMENT', 'subscribe: give exactly one of handler or batchHandler');
+    }
+    this.group = options.group;
+    this.#engine = deps.engine;
+    this.#deps = deps;
+    this.#handler = options.handler;
+    this.#batchHandler = options.batchHandler;
+    for (const t of options.topics) {
+      if (typeof t === 'string')
+        this.#codecs.set(t, { value: BYTES as Codec<unknown>, key: STRING as Codec<unknown> });
+      else this.#codecs.set(t.name, { value: t.value, key: t.keyCodec });
+    }
+    this.#concurrency = positive(options.concurrency ?? 1, 'concurrency');
+    this.#maxBatch = positive(options.maxBatchSize ?? 500, 'maxBatchSize');
+    const sessionTimeoutMs = parseDuration(options.sessionTimeout ?? '10s', 'sessionTimeout');
+    const heartbeatIntervalMs = parseDuration(
+      options.heartbeatInterval ?? Math.max(100, Math.floor(sessionTimeoutMs / 10)),
+      'heartbeatInterval',
+    );
+    if (heartbeatIntervalMs >= sessionTimeoutMs) {
+      fail(
+        'EVENTLINE_ERR_INVALID_ARGUMENT',
+        'subscribe: heartbeatInterval must be shorter than sessionTimeout',
+      );
+    }
+    this.#redeliveryMs = parseDuration(options.redeliveryDelay ?? '200ms', 'redeliveryDelay');
+    this.#maxRedeliveryMs = parseDuration(options.maxRedeliveryDelay ?? '30s', 'maxRedeliveryDelay');
+    this.#graceMs = parseDuration(options.shutdownGrace ?? '30s', 'shutdownGrace');
+    this.#onError =
+      options.onError ??
+      ((error, info) =>
+        deps.logger.error(
+          { err: error, ...info },
+          info.offset === undefined ? 'subscription error' : 'delivery failed',
+        ));
+    this.stopped = new Promise((resolve) => {
+      this.#resolveStopped = resolve;
+    });
+    this.#member = this.#engine.createGroupMember({
+      group: options.group,
+      topics: [...this.#codecs.keys()],
+      clientId: deps.clientId,
+      fromBeginning: options.fromBeginning ?? false,
+      sessionTimeoutMs,
+      heartbeatIntervalMs,
+      onAssigned: (tps) => this.#assigned(tps),
+      onRevoked: (tps) => this.#revoked(tps),
+      onLost: (tps) => this.#lost(tps),
+    });
+    options.signal?.addEventListener('abort', () => void this.stop(), { once: true });
+    this.#readyPromise = this.#start();
+    this.#readyPromise.catch(() => {});
+  }
+
+  get memberId(): string {
+    return this.#member.memberId;
+  }
+
+  ready(): Promise<void> {
+    return this.#readyPromise;
+  }
+
+  assignment(): TopicPartition[] {
+    return this.#member.assignment();
+  }
+
+  async #start(): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.#stopping) fail('EVENTLINE_ERR_CLOSED', `subscription of group ${this.group} was stopped`);
+      try {
+        await this.#member.join();
+        break;
+      } catch (err) {
+        this.#report(err, {});
+        if (isEventlineError(err) && !err.retryable) {
+          void this.stop();
+          throw err;
+        }
+        await delay(Math.min(100 * 2 ** attempt, 5000));
+      }
+    }
+    void this.#loop();
+  }
+
+  async #loop(): Promise<void> {
+    let failures = 0;
+    while (!this.#stopping) {
+      if (this.#inflight >= this.#concurrency || this.#ready.length > 0) {
+        await new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
+        continue;
+      }
+      try {
+        const batches = await this.#member.poll({
+          maxRecords: this.#maxBatch,
+          maxWaitMs: 1000,
+          signal: this.#loopAbort.signal,
+        });
+        failures = 0;
+        for (const b of batches) {
+          const st = this.#parts.get(tpKey(b.topic, b.partition));
+          if (st === undefined || st.gone) continue;
+          st.busy = true;
+          this.#member.pause([st]);
+          this.#ready.push([st, b.records]);
+        }
+        this.#pump();
+      } catch (err) {
+        if (this.#stopping) break;
+        this.#report(err, {});
+        await delay(Math.min(100 * 2 ** failures++, 5000));
+      }
+    }
+  }
+
+  #pump(): void {
+    while (this.#inflight < this.#concurrency && this.#ready.length > 0) {
+      const [st, records] = this.#ready.shift()!;
+      if (st.gone) {
+        this.#settle(st);
+        continue;
+      }
+      this.#inflight++;
+      void this.#process(st, records).finally(() => {
+        this.#inflight--;
+        this.#settle(st);
+        this.#pump();
+        this.#wakeLoop();
+      });
+    }
+  }
+
+  #wakeLoop(): void {
+    const waiters = this.#slotWaiters;
+    this.#slotWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** A partition's batch is done (or dropped): apply a pending seek, unpause, wake revokers. */
+  #settle(st: PartitionState): void {
+    st.busy = false;
+    if (!st.gone && st.pendingSeek !== undefined) {
+      this.#member.seek(st, st.pendingSeek);
+      st.pendingSeek = undefined;
+    }
+    if (!st.gone) this.#refreshPause(st);
+    const idle = st.idle;
+    st.idle = [];
+    for (const fn of idle) fn();
+  }
+
+  #context(st: PartitionState, attempt: number): HandlerContext {
+    return { signal: st.abort.signal, attempt, group: this.group, memberId: this.#member.memberId };
+  }
+
+  async #process(st: PartitionState, records: StoredRecord[]): Promise<void> {
+    const codecs = this.#codecs.get(st.topic)!;
+    if (this.#batchHandler) {
+      const messages: Message<unknown, unknown>[] = [];
+      let poison: [StoredRecord, unknown] | undefined;
+      for (const r of records) {
+        try {
+          messages.push(decodeMessage(r, codecs.value, codecs.key));
+        } catch (err) {
+          poison = [r, err];
+          break;
+        }
+      }
+      if (messages.length > 0) {
+        const first = messages[0]!.offset;
+        const attempt = st.failedOffset === first ? st.attempt + 1 : 1;
+        try {
+          await this.#batchHandler(messages as MessageOf<T>[], this.#context(st, attempt));
+        } catch (err) {
+          this.#failed(st, first, err, attempt);
+          return;
+        }
+        if (st.gone) return;
+        st.processed = messages[messages.length - 1]!.offset + 1;
+        st.failedOffset = -1;
+      }
+      if (poison)
+        this.#failed(
+          st,
+          poison[0].offset,
+          poison[1],
+          st.failedOffset === poison[0].offset ? st.attempt + 1 : 1,
+        );
+      this.#scheduleCommit();
+      return;
+    }
+    const handler = this.#handler!;
+    for (const r of records) {
+      if (st.gone || this.#stopping) break;
+      const attempt = st.failedOffset === r.offset ? st.attempt + 1 : 1;
+      let message: Message<unknown, unknown>;
+      try {
+        message = decodeMessage(r, codecs.value, codecs.key);
+        const result = handler(message as MessageOf<T>, this.#context(st, attempt));
+        if (
+          result !== null &&
+          typeof result === 'object' &&
+          typeof (result as Promise<unknown>).then === 'function'
+        ) {
+          await result;
+        }
+      } catch (err) {
+        this.#failed(st, r.offset, err, attempt);
+        break;
+      }
+      if (st.gone) break;
+      st.processed = r.offset + 1;
+      st.failedOffset = -1;
+    }
+    this.#scheduleCommit();
+  }
+
+  /** A delivery failed: report it, rewind to the record, and deliver it again after a backoff. */
+  #failed(st: PartitionState, offset: number, err: unknown, attempt: number): void {
+    if (st.gone) return;
+    const wait = Math.min(this.#redeliveryMs * 2 ** (attempt - 1), this.#maxRedeliveryMs);
+    st.failedOffset = offset;
+    st.attempt = attempt;
+    st.pendingSeek = offset;
+    st.backoffUntil = Date.now() + wait;
+    clearTimeout(st.backoffTimer);
+    st.backoffTimer = setTimeout(() => {
+      st.backoffUntil = 0;
+      if (!st.gone && !st.busy) this.#refreshPause(st);
+    }, wait);
+    this.#report(err, { topic: st.topic, partition: st.partition, offset, attempt, retryInMs: wait });
+  }
+
+  #report(err: unknown, info: Omit<ErrorInfo, 'group'>): void {
+    const error = err instanceof Error ? err : new Error(String(err));
+    try {
+      this.#onError(error, { group: this.group, ...info });
+    } catch {
+      // an error reporter that throws must not stop the consumer
+    }
+  }
+
+  #isPaused(st: PartitionState): boolean {
+    return (
+      st.busy ||
+      st.backoffUntil > 0 ||
+      this.#pausedAll ||
+      this.#pausedTopics.has(st.topic) ||
+      this.#pausedParts.has(st.key)
+    );
+  }
+
+  #refreshPause(st: PartitionState): void {
+    if (this.#isPaused(st)) this.#member.pause([st]);
+    else this.#member.resume([st]);
+  }
+
+  // ---- group callbacks --------------------------------------------------------------------
+
+  #assigned(tps: TopicPartition[]): void {
+    for (const tp of tps) {
+      const key = tpKey(tp.topic, tp.partition);
+      const st: PartitionState = {
+        ...tp,
+        key,
+        processed: null,
+        committed: null,
+        busy: false,
+        gone: false,
+        backoffUntil: 0,
+        backoffTimer: undefined,
+        failedOffset: -1,
+        attempt: 0,
+        pendingSeek: undefined,
+        abort: new AbortController(),
+        idle: [],
+      };
+      this.#parts.set(key, st);
+      const seek = this.#pendingSeeks.get(key) ?? this.#pendingSeeks.get(tpKey(tp.topic, -1));
+      this.#pendingSeeks.delete(key);
+      if (seek !== undefined) {
+        void this.#resolveOffset(tp, seek).then(
+          (offset) => {
+            if (!st.gone) {
+              if (st.busy) st.pendingSeek = offset;
+              else this.#member.seek(tp, offset);
+            }
+          },
+          (err) => this.#report(err, tp),
+        );
+      }
+      this.#refreshPause(st);
+    }
+  }
+
+  async #revoked(tps: TopicPartition[]): Promise<void> {
+    const states = tps
+      .map((tp) => this.#parts.get(tpKey(tp.topic, tp.partition)))
+      .filter((s) => s !== undefined);
+    for (const st of states) {
+      st.gone = true;
+      clearTimeout(st.backoffTimer);
+    }
+    this.#dropGoneReady();
+    await Promise.all(states.map((st) => (st.busy ? new Promise<void>((r) => st.idle.push(r)) : undefined)));
+    await this.#commitNow(new Set(states.map((s) => s.key)));
+    for (const st of states) this.#parts.delete(st.key);
+    this.#wakeLoop();
+  }
+
+  #lost(tps: TopicPartition[]): void {
+    for (const tp of tps) {
+      const st = this.#parts.get(tpKey(tp.topic, tp.partition));
+      if (st === undefined) continue;
+      st.gone = true;
+      clearTimeout(st.backoffTimer);
+      st.abort.abort(
+        new EventlineError('EVENTLINE_ERR_FENCED', `${tp.topic}/${tp.partition} was taken away`),
+      );
+      this.#parts.delete(st.key);
+    }
+    this.#dropGoneReady();
+    this.#report(
+      new EventlineError(
+        'EVENTLINE_ERR_FENCED',
+        `lost ${tps.length} partition(s): this member missed its session timeout`,
+      ),
+      {},
+    );
+    this.#wakeLoop();
+  }
+
+  /** Batches fetched for partitions that are gone are never started; settling them wakes waiters. */
+  #dropGoneReady(): void {
+    const dropped = this.#ready.filter(([st]) => st.gone);
+    this.#ready = this.#ready.filter(([st]) => !st.gone);
+    for (const [st] of dropped) this.#settle(st);
+  }
+
+  // ---- commits ----------------------------------------------------------------------------
+
+  #scheduleCommit(): void {
+    if (this.#commitQueued) return;
+    this.#commitQueued = true;
+    this.#commitChain = this.#commitChain.then(() => {
+      this.#commitQueued = false;
+      return this.#commitPending(undefined);
+    });
+  }
+
+  #commitNow(only: Set<string> | undefined): Promise<void> {
+    this.#commitChain = this.#commitChain.then(() => this.#commitPending(only));
+    return this.#commitChain;
+  }
+
+  async #commitPending(only: Set<string> | undefined): Promise<void> {
+    const due = [...this.#parts.values()].filter(
+      (st) =>
+        st.processed !== null && st.processed !== st.committed && (only === undefined || only.has(st.key)),
+    );
+    if (due.length === 0) return;
+    const offsets = due.map((st) => ({ topic: st.topic, partition: st.partition, offset: st.processed! }));
+    try {
+      await this.#member.commit(offsets);
+      due.forEach((st, i) => {
+        st.committed = offsets[i]!.offset;
+      });
+    } catch (err) {
+      this.#report(err, {});
+      if (isEventlineError(err) && err.retryable && !this.#stopping) {
+        clearTimeout(this.#commitRetry);
+        this.#commitRetry = setTimeout(() => this.#scheduleCommit(), 1000);
+      }
+    }
+  }
+
+  // ---- user controls ----------------------------------------------------------------------
+
+  #targets(targets: readonly (string | TopicPartition)[] | undefined, paused: boolean): void {
+    if (targets === undefined) this.#pausedAll = paused;
+    else {
+      for (const t of targets) {
+        if (typeof t === 'string') {
+          if (paused) this.#pausedTopics.add(t);
+          else this.#pausedTopics.delete(t);
+        } else {
+          const key = tpKey(t.topic, t.partition);
+          if (paused) this.#pausedParts.add(key);
+          else this.#pausedParts.delete(key);
+        }
+      }
+      if (!paused && this.#pausedAll) this.#pausedAll = false;
+    }
+    for (const st of this.#parts.values()) if (!st.gone) this.#refreshPause(st);
+  }
+
+  pause(targets?: readonly (string | TopicPartition)[]): void {
+    this.#targets(targets, true);
+  }
+
+  resume(targets?: readonly (string | TopicPartition)[]): void {
+    this.#targets(targets, false);
+  }
+
+  async #resolveOffset(
+    tp: TopicPartition,
+    where: number | 'earliest' | 'latest' | { timestamp: number },
+  ): Promise<number> {
+    if (typeof where === 'number') return where;
+    if (typeof where === 'object')
+      return this.#engine.offsetForTimestamp(tp.topic, tp.partition, where.timestamp);
+    const [d] = await this.#engine.describeTopics([tp.topic]);
+    const bounds = d!.partitions.find((p) => p.partition === tp.partition);
+    if (bounds === undefined)
+      fail('EVENTLINE_ERR_UNKNOWN_PARTITION', `${tp.topic} has no partition ${tp.partition}`);
+    return where === 'earliest' ? bounds.start : bounds.end;
+  }
+
+  async seek(target: SeekTarget): Promise<void> {
+    const topic = typeof target.topic === 'string' ? target.topic : target.topic.name;
+    if (!this.#codecs.has(topic)) {
+      fail('EVENTLINE_ERR_INVALID_ARGUMENT', `seek: this subscription does not read topic ${topic}`);
+    }
+    if ((target.offset === undefined) === (target.timestamp === undefined)) {
+      fail('EVENTLINE_ERR_INVALID_ARGUMENT', 'seek: give exactly one of offset or timestamp');
+    }
+    const where =
+      target.timestamp !== undefined
+        ? { timestamp: target.timestamp instanceof Date ? target.timestamp.getTime() : target.timestamp }
+        : target.offset!;
+    if (typeof where === 'number' && (!Number.isInteger(where) || where < 0)) {
+      fail('EVENTLINE_ERR_INVALID_ARGUMENT', `seek: offset must be a non-negative integer, got ${where}`);
+    }
+    const owned = [...this.#parts.values()].filter(
+      (st) => st.topic === topic && (target.partition === undefined || st.partition === target.partition),
+    );
+    if (target.partition === undefined) this.#pendingSeeks.set(tpKey(topic, -1), where);
+    else if (owned.length === 0) this.#pendingSeeks.set(tpKey(topic, target.partition), where);
+    for (const st of owned) {
+      const offset = await this.#resolveOffset(st, where);
+      st.failedOffset = -1;
+      if (st.gone) continue;
+      if (st.busy) st.pendingSeek = offset;
+      else this.#member.seek(st, offset);
+    }
+  }
+
+  stop(): Promise<void> {
+    if (this.#stopPromise) return this.#stopPromise;
+    this.#stopping = true;
+    this.#loopAbort.abort();
+    this.#wakeLoop();
+    this.#stopPromise = (async () => {
+      try {
+        await this.#readyPromise.catch(() => {});
+        // Records fetched but not started are dropped: uncommitted, so the next owner gets them.
+        for (const [st] of this.#ready) this.#settle(st);
+        this.#ready = [];
+        const busy = [...this.#parts.values()].filter((st) => st.busy);
+        const drained = Promise.all(busy.map((st) => new Promise<void>((r) => st.idle.push(r))));
+        let timer: NodeJS.Timeout | undefined;
+        const graceOver = new Promise<'timeout'>((r) => {
+          timer = setTimeout(() => r('timeout'), this.#graceMs);
+        });
+        if ((await Promise.race([drained, graceOver])) === 'timeout') {
+          for (const st of busy) {
+            st.gone = true;
+            st.abort.abort(new EventlineError('EVENTLINE_ERR_CLOSED', 'the shutdown grace period ran out'));
+          }
+        }
+        clearTimeout(timer);
+        clearTimeout(this.#commitRetry);
+        for (const st of this.#parts.values()) clearTimeout(st.backoffTimer);
+        await this.#commitNow(undefined);
+        await this.#member.leave();
+      } catch (err) {
+        this.#report(err, {});
+      } finally {
+        this.#deps.onStopped(this);
+        this.#resolveStopped();
+      }
+    })();
+    return this.#stopPromise;
+  }
+}
+
+function positive(n: number, field: string): number {
+  if (!Number.isInteger(n) || n < 1)
+    fail('EVENTLINE_ERR_INVALID_ARGUMENT', `subscribe: ${field} must be a positive integer`);
+  return n;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
