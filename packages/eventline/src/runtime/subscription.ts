@@ -81,8 +81,12 @@ export interface Subscription {
   ready(): Promise<void>;
   /** Partitions this member owns now. */
   assignment(): TopicPartition[];
-  /** Pauses delivery: everything, whole topics (names), or single partitions. */
+  /**
+   * Pauses delivery: everything (no argument), whole topics (names), or single partitions. A paused
+   * partition keeps its position; records handled so far are committed.
+   */
   pause(targets?: readonly (string | TopicPartition)[]): void;
+  /** Resumes what `pause` paused; with no argument, everything. */
   resume(targets?: readonly (string | TopicPartition)[]): void;
   /** Moves the read position; the next delivery starts there. */
   seek(target: SeekTarget): Promise<void>;
@@ -338,9 +342,10 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
           this.#failed(st, first, err, attempt);
           return;
         }
-        if (st.gone) return;
+        // Record progress even when the partition is being revoked: the revoke commits it.
         st.processed = messages[messages.length - 1]!.offset + 1;
         st.failedOffset = -1;
+        if (st.gone) return;
       }
       if (poison)
         this.#failed(
@@ -371,7 +376,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         this.#failed(st, r.offset, err, attempt);
         break;
       }
-      if (st.gone) break;
+      // Record progress even when the partition is being revoked: the revoke commits it.
       st.processed = r.offset + 1;
       st.failedOffset = -1;
     }
@@ -540,8 +545,13 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   // ---- user controls ----------------------------------------------------------------------
 
   #targets(targets: readonly (string | TopicPartition)[] | undefined, paused: boolean): void {
-    if (targets === undefined) this.#pausedAll = paused;
-    else {
+    if (targets === undefined) {
+      this.#pausedAll = paused;
+      if (!paused) {
+        this.#pausedTopics.clear();
+        this.#pausedParts.clear();
+      }
+    } else {
       for (const t of targets) {
         if (typeof t === 'string') {
           if (paused) this.#pausedTopics.add(t);
@@ -552,7 +562,6 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
           else this.#pausedParts.delete(key);
         }
       }
-      if (!paused && this.#pausedAll) this.#pausedAll = false;
     }
     for (const st of this.#parts.values()) if (!st.gone) this.#refreshPause(st);
   }

@@ -5,8 +5,8 @@
  *
  * - A partition only goes to a member subscribed to its topic.
  * - A partition stays with its current target while that member is under its fair share.
- * - Partitions left over go to the least-loaded eligible member; ties prefer the current target,
- *   then the smaller member id.
+ * - Partitions left over go to the least-loaded eligible member, those with the fewest eligible
+ *   members first; ties prefer the current target, then the smaller member id.
  */
 export interface AssignableMember {
   memberId: string;
@@ -67,6 +67,8 @@ export function assignPartitions(
       pending.push(p);
     }
   }
+  // Most constrained first: partitions that few members may take are placed before the rest.
+  pending.sort((a, b) => eligible.get(a.topic)!.length - eligible.get(b.topic)!.length);
   for (const p of pending) {
     const candidates = eligible.get(p.topic)!;
     if (candidates.length === 0) {

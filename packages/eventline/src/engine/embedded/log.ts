@@ -208,6 +208,7 @@ export class EmbeddedLog {
         const meta = this.requireTopic(name, true);
         for (let p = 0; p < meta.partitions; p++) dropPartitionTables(this.#db, meta.id, p);
         this.#db.prepare('DELETE FROM el_partitions WHERE topic_id = ?').run(meta.id);
+        this.#db.prepare('DELETE FROM el_cleanings WHERE topic_id = ?').run(meta.id);
         this.#db.prepare('DELETE FROM el_topics WHERE id = ?').run(meta.id);
         this.#db.prepare('DELETE FROM el_offsets WHERE topic = ?').run(name);
         this.#db.prepare('DELETE FROM el_assignments WHERE topic = ?').run(name);

@@ -25,6 +25,8 @@ interface PartitionRow {
   bytes: number;
   cleaned_offset: number;
   cleaned_bytes: number;
+  cleaned_at: number;
+  tombstones: number;
 }
 
 export interface MaintenanceReport {
@@ -49,7 +51,7 @@ function partitions(db: DatabaseSync): PartitionRow[] {
   return db
     .prepare(
       `SELECT p.topic_id, t.name, p.partition, t.config, p.start_offset, p.next_offset, p.bytes, p.cleaned_offset,
-              p.cleaned_bytes
+              p.cleaned_bytes, p.cleaned_at, p.tombstones
        FROM el_partitions p JOIN el_topics t ON t.id = p.topic_id ORDER BY p.topic_id, p.partition`,
     )
     .all() as unknown as PartitionRow[];
@@ -112,8 +114,9 @@ function keyId(key: Buffer | null): string {
 
 /**
  * Compacts each partition of a `compact` topic that is dirty enough (or every one when `force`):
- * keeps only the newest record per key, and drops tombstones older than `deleteRetentionMs`.
- * Offsets never change; compaction only leaves gaps.
+ * keeps only the newest record per key. A tombstone goes once it has been in the cleaned part of
+ * the log for `deleteRetentionMs` (Kafka's delete horizon). Offsets never change; compaction only
+ * leaves gaps.
  */
 export function compact(
   db: DatabaseSync,
@@ -127,7 +130,19 @@ export function compact(
     if (config.cleanupPolicy !== 'compact') continue;
     const dirtyBytes = Number(p.bytes) - Number(p.cleaned_bytes);
     const dirty = Number(p.next_offset) > Number(p.cleaned_offset);
-    if (!force && !(dirty && dirtyBytes >= DIRTY_RATIO * Number(p.bytes))) continue;
+    const tombstonesDue = Number(p.tombstones) > 0 && now - Number(p.cleaned_at) >= config.deleteRetentionMs;
+    if (!force && !tombstonesDue && !(dirty && dirtyBytes >= DIRTY_RATIO * Number(p.bytes))) continue;
+    // Tombstones below this offset have been cleaned at least deleteRetentionMs ago.
+    const horizon = Number(
+      (
+        db
+          .prepare(
+            `SELECT coalesce(max(cleaned_offset), 0) AS h FROM el_cleanings
+             WHERE topic_id = ? AND partition = ? AND cleaned_at <= ?`,
+          )
+          .get(p.topic_id, p.partition, now - config.deleteRetentionMs) as { h: number }
+      ).h,
+    );
     const table = logTable(Number(p.topic_id), Number(p.partition));
     const name = p.name;
     const partition = Number(p.partition);
@@ -169,6 +184,7 @@ export function compact(
     // 2. Rewrite the batches below `end`, a chunk per transaction. Appends only add batches at or
     //    after `end`, so the map stays right while we work.
     let after = -1;
+    let tombstones = 0;
     for (;;) {
       const done = immediate(db, () => {
         const rows = db
@@ -200,10 +216,9 @@ export function compact(
             Infinity,
           );
           const keep: EncodableRecord[] = records.filter(
-            (r) =>
-              latest.get(keyId(r.key)) === r.offset &&
-              !(r.value === null && r.timestamp < now - config.deleteRetentionMs),
+            (r) => latest.get(keyId(r.key)) === r.offset && !(r.value === null && r.offset < horizon),
           );
+          for (const r of keep) if (r.value === null) tombstones++;
           if (keep.length === records.length) continue;
           removed += records.length - keep.length;
           if (keep.length === 0) {
@@ -231,8 +246,17 @@ export function compact(
     }
     immediate(db, () => {
       db.prepare(
-        'UPDATE el_partitions SET cleaned_offset = ?, cleaned_bytes = bytes WHERE topic_id = ? AND partition = ?',
-      ).run(end, p.topic_id, p.partition);
+        `UPDATE el_partitions SET cleaned_offset = ?, cleaned_bytes = bytes, cleaned_at = ?, tombstones = ?
+         WHERE topic_id = ? AND partition = ?`,
+      ).run(end, now, tombstones, p.topic_id, p.partition);
+      db.prepare(
+        `INSERT INTO el_cleanings (topic_id, partition, cleaned_offset, cleaned_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT DO UPDATE SET cleaned_at = min(cleaned_at, excluded.cleaned_at)`,
+      ).run(p.topic_id, p.partition, end, now);
+      // Passes older than the current horizon are no longer needed.
+      db.prepare(
+        'DELETE FROM el_cleanings WHERE topic_id = ? AND partition = ? AND cleaned_offset < ? AND cleaned_at <= ?',
+      ).run(p.topic_id, p.partition, horizon, now - config.deleteRetentionMs);
     });
     compacted++;
   }

@@ -27,7 +27,19 @@ CREATE TABLE IF NOT EXISTS el_partitions (
   max_ts INTEGER NOT NULL DEFAULT 0,
   cleaned_offset INTEGER NOT NULL DEFAULT 0,
   cleaned_bytes INTEGER NOT NULL DEFAULT 0,
+  cleaned_at INTEGER NOT NULL DEFAULT 0,
+  tombstones INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (topic_id, partition)
+) STRICT, WITHOUT ROWID;
+
+-- Compaction passes: a tombstone is removed once it has been below a pass's end offset for
+-- delete.retention.ms (Kafka's delete horizon), so readers that were behind can still see it.
+CREATE TABLE IF NOT EXISTS el_cleanings (
+  topic_id INTEGER NOT NULL,
+  partition INTEGER NOT NULL,
+  cleaned_offset INTEGER NOT NULL,
+  cleaned_at INTEGER NOT NULL,
+  PRIMARY KEY (topic_id, partition, cleaned_offset)
 ) STRICT, WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS el_groups (

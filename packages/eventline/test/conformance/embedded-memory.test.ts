@@ -1,0 +1,4 @@
+import { runConformance } from './suite.ts';
+import { memoryTarget } from './target.ts';
+
+runConformance(memoryTarget());
