@@ -1,0 +1,11 @@
+#!/usr/bin/env node
+// The `eventline` command. Eventline runs its TypeScript sources directly, which needs Node.js 24.
+const major = Number(process.versions.node.split('.')[0]);
+if (major < 24) {
+  process.stderr.write(
+    `eventline: error: Node.js 24 or newer is required (this is ${process.version}); run it through npx or npm scripts in the project, which use the pinned Node\n`,
+  );
+  process.exit(1);
+}
+const { main } = await import('../src/cli/main.ts');
+process.exitCode = await main(process.argv.slice(2));

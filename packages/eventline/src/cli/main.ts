@@ -1,0 +1,158 @@
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+import type { Eventline } from '../client.ts';
+import { createOutput, describeError, type Output, UsageError } from './output.ts';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+type Values = Record<string, string | boolean | string[] | boolean[] | undefined>;
+
+export interface CommandContext {
+  values: Values;
+  positionals: string[];
+  out: Output;
+  /** Connects on first use, to --url, EVENTLINE_URL or the default. */
+  bus(): Promise<Eventline>;
+  /** Aborted on SIGINT/SIGTERM, so long-running commands can finish cleanly. */
+  signal: AbortSignal;
+}
+
+export interface Command {
+  words: string[];
+  usage: string;
+  summary: string;
+  options?: Options;
+  /** Exact count, or [min, max]. */
+  positionals: number | [number, number];
+  run(ctx: CommandContext): Promise<number | undefined>;
+}
+
+const GLOBAL: Options = {
+  url: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+async function commands(): Promise<Command[]> {
+  const [topics, produce, consume, groups] = await Promise.all([
+    import('./commands/topics.ts'),
+    import('./commands/produce.ts'),
+    import('./commands/consume.ts'),
+    import('./commands/groups.ts'),
+  ]);
+  return [...topics.commands, ...produce.commands, ...consume.commands, ...groups.commands];
+}
+
+function help(all: Command[]): string {
+  const lines = all.map((c) => `  ${c.usage.padEnd(62)} ${c.summary}`);
+  return [
+    'eventline: topics, records and consumer groups on the embedded engine or Kafka',
+    '',
+    'Usage: eventline <command> [options]',
+    '',
+    'Commands:',
+    ...lines,
+    '',
+    'Options for every command:',
+    '  --url URL     engine URL (default: EVENTLINE_URL, else sqlite:.eventline/events.db)',
+    '  --json        one JSON object per line, for scripts',
+    '  -h, --help    this text',
+    '',
+    'Exit codes: 0 success, 1 failure, 2 usage error. Documentation: docs/cli.md',
+  ].join('\n');
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const json = argv.includes('--json');
+  const out = createOutput(json);
+  let bus: Eventline | undefined;
+  const abort = new AbortController();
+  const onSignal = (): void => abort.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const all = await commands();
+    const words = commandWords(argv);
+    if (words[0] === 'version' || (words.length === 0 && argv.includes('--version'))) {
+      const pkg = (await import('../../package.json', { with: { type: 'json' } })).default as {
+        version: string;
+      };
+      out.record({ version: pkg.version }, pkg.version);
+      return 0;
+    }
+    if (words.length === 0 || words[0] === 'help') {
+      const asked = words[0] === 'help' || argv.includes('--help') || argv.includes('-h');
+      (asked ? process.stdout : process.stderr).write(`${help(all)}\n`);
+      return asked ? 0 : 2;
+    }
+    const command = all
+      .filter((c) => c.words.every((w, i) => words[i] === w))
+      .sort((a, b) => b.words.length - a.words.length)[0];
+    if (command === undefined) throw new UsageError(`unknown command: ${words.slice(0, 2).join(' ')}`);
+    // Drop the command words wherever they stand; what is left are options and positionals.
+    const args = [...argv];
+    for (const w of command.words) args.splice(args.indexOf(w), 1);
+    const { values, positionals } = parseArgs({
+      args,
+      options: { ...GLOBAL, ...command.options },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (values.help) {
+      process.stdout.write(`Usage: eventline ${command.usage}\n${command.summary}\n`);
+      return 0;
+    }
+    const [min, max] =
+      typeof command.positionals === 'number'
+        ? [command.positionals, command.positionals]
+        : command.positionals;
+    if (positionals.length < min || positionals.length > max) {
+      throw new UsageError(`expected: eventline ${command.usage}`);
+    }
+    const ctx: CommandContext = {
+      values: values as Values,
+      positionals,
+      out,
+      signal: abort.signal,
+      bus: async () => {
+        if (bus === undefined) {
+          const { connect } = await import('../client.ts');
+          bus = await connect(values.url as string | undefined, { clientId: 'eventline-cli' });
+        }
+        return bus;
+      },
+    };
+    return (await command.run(ctx)) ?? 0;
+  } catch (err) {
+    const { line, code } = describeError(err);
+    process.stderr.write(`${line}\n`);
+    return code;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await bus?.close().catch(() => {});
+  }
+}
+
+/** The leading words of the command line (`topics create NAME`), skipping options and their values. */
+function commandWords(argv: string[]): string[] {
+  const words: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--url') i++;
+    else if (!a.startsWith('-')) words.push(a);
+  }
+  return words;
+}
+
+/** Reads a whole-number option; usage error naming the flag when it is not one. */
+export function intOption(values: Values, name: string, min = 0): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (typeof raw !== 'string' || !/^\d+$/.test(raw) || n < min) {
+    throw new UsageError(
+      `--${name} needs a whole number${min > 0 ? ` of at least ${min}` : ''}, got ${JSON.stringify(raw)}`,
+    );
+  }
+  return n;
+}
