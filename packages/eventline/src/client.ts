@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { bytes, type Codec, string } from './codec.ts';
 import type { EmbeddedEngineOptions } from './engine/embedded/engine.ts';
 import { openEngine } from './engine/index.ts';
@@ -33,6 +32,7 @@ import {
   type TopicSettings,
   validateTopicName,
 } from './topic.ts';
+import { writeUuids } from './util/uuid.ts';
 
 export interface ConnectOptions {
   /** Names this client in group descriptions and logs. Default `'eventline'`. */
@@ -222,22 +222,28 @@ export class Eventline {
     if (!Array.isArray(items)) fail('EVENTLINE_ERR_INVALID_ARGUMENT', 'publishBatch: items must be an array');
     if (items.length === 0) return [];
     const partitions = await this.#engine.partitionCount(topic.name);
-    const records: AppendRecord[] = new Array(items.length);
-    const ids: string[] = new Array(items.length);
-    for (let i = 0; i < items.length; i++) {
+    const n = items.length;
+    const where = (i: number): string =>
+      n === 1 ? `topic ${topic.name}` : `topic ${topic.name}, record ${i}`;
+    const records: AppendRecord[] = new Array(n);
+    const ids: string[] = new Array(n);
+    // One allocation for every ce_id of the batch; each header value is a view into it.
+    const idBytes = Buffer.allocUnsafe(36 * n);
+    writeUuids(idBytes, 0, n);
+    const defaults = this.#constantHeaders(topic, topic.type);
+    for (let i = 0; i < n; i++) {
       const item = items[i]!;
-      const where = items.length === 1 ? `topic ${topic.name}` : `topic ${topic.name}, record ${i}`;
       const timestamp =
         item.timestamp === undefined
           ? Date.now()
           : item.timestamp instanceof Date
             ? item.timestamp.getTime()
             : item.timestamp;
-      const key = this.#encodeKey(topic, item, where);
+      const key = this.#encodeKey(topic, item, i, where);
       const value =
         item.value === null || item.value === undefined
           ? null
-          : encodeWith(topic.value, item.value, where, 'value');
+          : encodeWith(topic.value, item.value, i, where, 'value');
       let partition: number;
       if (item.partition !== undefined) partition = item.partition;
       else if (key !== null) partition = partitionForKey(key, partitions);
@@ -246,27 +252,44 @@ export class Eventline {
         this.#roundRobin.set(topic.name, next + 1);
         partition = next % partitions;
       }
-      const id = randomUUID();
+      const id = idBytes.toString('latin1', i * 36, i * 36 + 36);
       ids[i] = id;
+      const constant = item.type === undefined ? defaults : this.#constantHeaders(topic, item.type);
+      if (this.#lastTime.ms !== timestamp) {
+        this.#lastTime = { ms: timestamp, iso: Buffer.from(new Date(timestamp).toISOString(), 'latin1') };
+      }
+      const headers: Header[] = new Array(constant.length + 2);
+      headers[0] = ['ce_id', idBytes.subarray(i * 36, i * 36 + 36)];
+      for (let h = 0; h < constant.length; h++) headers[h + 1] = constant[h]!;
+      headers[constant.length + 1] = ['ce_time', this.#lastTime.iso];
       records[i] = {
         partition,
         key,
         value,
         timestamp,
-        headers: this.#headers(topic, item, id, timestamp),
+        headers: item.headers === undefined ? headers : withUserHeaders(topic.name, headers, item.headers),
       };
     }
     const results = await this.#engine.append(topic.name, records);
-    return results.map((r, i) => ({
-      topic: topic.name,
-      partition: r.partition,
-      offset: r.offset,
-      id: ids[i]!,
-      timestamp: records[i]!.timestamp,
-    }));
+    const out: PublishResult[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      out[i] = {
+        topic: topic.name,
+        partition: results[i]!.partition,
+        offset: results[i]!.offset,
+        id: ids[i]!,
+        timestamp: records[i]!.timestamp,
+      };
+    }
+    return out;
   }
 
-  #encodeKey<V, K>(topic: Topic<V, K>, item: BatchItem<V, K>, where: string): Buffer | null {
+  #encodeKey<V, K>(
+    topic: Topic<V, K>,
+    item: BatchItem<V, K>,
+    i: number,
+    where: (i: number) => string,
+  ): Buffer | null {
     let key: K | Buffer | null | undefined = item.key;
     if (key === undefined && topic.keyOf !== undefined && item.value !== null) {
       try {
@@ -274,7 +297,7 @@ export class Eventline {
       } catch (err) {
         throw new EventlineError(
           'EVENTLINE_ERR_ENCODE',
-          `${where}: the key function threw: ${messageOf(err)}`,
+          `${where(i)}: the key function threw: ${messageOf(err)}`,
           {
             cause: err,
             details: { topic: topic.name, part: 'key' },
@@ -284,11 +307,11 @@ export class Eventline {
     }
     if (key === undefined || key === null) return null;
     if (Buffer.isBuffer(key)) return key;
-    return encodeWith(topic.keyCodec, key as K, where, 'key');
+    return encodeWith(topic.keyCodec, key as K, i, where, 'key');
   }
 
-  #headers<V, K>(topic: Topic<V, K>, item: BatchItem<V, K>, id: string, timestamp: number): Header[] {
-    const type = item.type ?? topic.type;
+  /** The CloudEvents headers that are the same for every record of a topic and event type. */
+  #constantHeaders<V, K>(topic: Topic<V, K>, type: string): Header[] {
     const cacheKey = `${topic.value.contentType ?? ''}\u0000${type}`;
     let constant = this.#headerCache.get(cacheKey);
     if (constant === undefined) {
@@ -301,30 +324,7 @@ export class Eventline {
         constant.push(['content-type', Buffer.from(topic.value.contentType)]);
       if (this.#headerCache.size < 256) this.#headerCache.set(cacheKey, constant);
     }
-    if (this.#lastTime.ms !== timestamp) {
-      this.#lastTime = { ms: timestamp, iso: Buffer.from(new Date(timestamp).toISOString()) };
-    }
-    const headers: Header[] = [['ce_id', Buffer.from(id)], ...constant, ['ce_time', this.#lastTime.iso]];
-    if (item.headers === undefined) return headers;
-    const user: Header[] = (Array.isArray(item.headers) ? item.headers : Object.entries(item.headers)).map(
-      ([name, v]: readonly [string, string | Buffer]) => {
-        if (typeof name !== 'string' || name.length === 0) {
-          fail(
-            'EVENTLINE_ERR_INVALID_ARGUMENT',
-            `topic ${topic.name}: header names must be non-empty strings`,
-          );
-        }
-        if (typeof v !== 'string' && !Buffer.isBuffer(v)) {
-          fail(
-            'EVENTLINE_ERR_INVALID_ARGUMENT',
-            `topic ${topic.name}: header ${name} must be a string or a Buffer`,
-          );
-        }
-        return [name, typeof v === 'string' ? Buffer.from(v) : v] as const;
-      },
-    );
-    const overridden = new Set(user.map(([name]) => name));
-    return [...headers.filter(([name]) => !overridden.has(name)), ...user];
+    return constant;
   }
 
   /**
@@ -367,20 +367,40 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function encodeWith<T>(codec: Codec<T>, value: T, where: string, part: 'key' | 'value'): Buffer {
+function encodeWith<T>(
+  codec: Codec<T>,
+  value: T,
+  i: number,
+  where: (i: number) => string,
+  part: 'key' | 'value',
+): Buffer {
   try {
     return codec.encode(value);
   } catch (err) {
     if (err instanceof EventlineError) throw err;
     throw new EventlineError(
       'EVENTLINE_ERR_ENCODE',
-      `${where}: the ${part} cannot be encoded as ${codec.name}: ${messageOf(err)}`,
-      {
-        cause: err,
-        details: { part },
-      },
+      `${where(i)}: the ${part} cannot be encoded as ${codec.name}: ${messageOf(err)}`,
+      { cause: err, details: { part, index: i } },
     );
   }
+}
+
+/** Adds caller headers; one named like a default (`ce_type`, …) replaces the default. */
+function withUserHeaders(topic: string, defaults: Header[], input: HeadersInput): Header[] {
+  const user: Header[] = (Array.isArray(input) ? input : Object.entries(input)).map(
+    ([name, v]: readonly [string, string | Buffer]) => {
+      if (typeof name !== 'string' || name.length === 0) {
+        fail('EVENTLINE_ERR_INVALID_ARGUMENT', `topic ${topic}: header names must be non-empty strings`);
+      }
+      if (typeof v !== 'string' && !Buffer.isBuffer(v)) {
+        fail('EVENTLINE_ERR_INVALID_ARGUMENT', `topic ${topic}: header ${name} must be a string or a Buffer`);
+      }
+      return [name, typeof v === 'string' ? Buffer.from(v) : v] as const;
+    },
+  );
+  const overridden = new Set(user.map(([name]) => name));
+  return [...defaults.filter(([name]) => !overridden.has(name)), ...user];
 }
 
 /** Topic and group management. */

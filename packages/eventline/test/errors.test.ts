@@ -7,7 +7,7 @@ const docs = readFileSync(new URL('../../../docs/errors.md', import.meta.url), '
 
 test('every error code is documented with its retryable flag, and the docs list no other code', () => {
   const sections = new Map<string, boolean>();
-  for (const m of docs.matchAll(/^### (EVENTLINE_ERR_[A-Z_]+)\nRetryable: (yes|no)\./gm)) {
+  for (const m of docs.matchAll(/^### (EVENTLINE_ERR_[A-Z_]+)\n+Retryable: (yes|no)\./gm)) {
     sections.set(m[1]!, m[2] === 'yes');
   }
   const codes = Object.keys(ERROR_CODES) as ErrorCode[];

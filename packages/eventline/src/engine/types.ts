@@ -183,6 +183,8 @@ export interface Engine {
   /** EVENTLINE_ERR_UNKNOWN_TOPIC for a name that does not exist. */
   describeTopics(names: string[]): Promise<TopicDescription[]>;
   deleteTopics(names: string[]): Promise<void>;
+  /** Start and end offsets of some (default: all) partitions of a topic (Kafka's ListOffsets). */
+  listOffsets(topic: string, partitions?: number[]): Promise<PartitionOffsets[]>;
 
   /** Appends atomically: every record is stored and durable, or none is. */
   append(topic: string, records: AppendRecord[]): Promise<AppendResult[]>;

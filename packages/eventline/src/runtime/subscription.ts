@@ -581,11 +581,8 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     if (typeof where === 'number') return where;
     if (typeof where === 'object')
       return this.#engine.offsetForTimestamp(tp.topic, tp.partition, where.timestamp);
-    const [d] = await this.#engine.describeTopics([tp.topic]);
-    const bounds = d!.partitions.find((p) => p.partition === tp.partition);
-    if (bounds === undefined)
-      fail('EVENTLINE_ERR_UNKNOWN_PARTITION', `${tp.topic} has no partition ${tp.partition}`);
-    return where === 'earliest' ? bounds.start : bounds.end;
+    const [bounds] = await this.#engine.listOffsets(tp.topic, [tp.partition]);
+    return where === 'earliest' ? bounds!.start : bounds!.end;
   }
 
   async seek(target: SeekTarget): Promise<void> {

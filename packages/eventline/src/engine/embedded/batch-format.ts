@@ -34,15 +34,6 @@ function headerName(name: string): Buffer {
   return b;
 }
 
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
-}
-
 function zigzag(n: number): number {
   return n >= 0 ? n * 2 : -n * 2 - 1;
 }
@@ -59,53 +50,85 @@ function writeVarint(buf: Buffer, pos: number, n: number): number {
 /** Bytes a record takes on the wire for size limits: key + value + header names and values. */
 export function recordSize(key: Buffer | null, value: Buffer | null, headers: readonly Header[]): number {
   let size = (key?.length ?? 0) + (value?.length ?? 0);
-  for (const [name, v] of headers) size += Buffer.byteLength(name) + v.length;
+  for (const [name, v] of headers) size += headerName(name).length + v.length;
   return size;
 }
 
-/** Encodes records (offsets ascending, all from one partition) into one batch payload. */
+/**
+ * Encodes records (offsets ascending, all from one partition) into one batch payload. One pass:
+ * the buffer is sized from an upper bound and the unused tail is cut off.
+ */
 export function encodeBatch(
   records: readonly EncodableRecord[],
   baseOffset: number,
   firstTimestamp: number,
 ): Buffer {
-  let total = 0;
-  for (const r of records) {
-    total += varintSize(r.offset - baseOffset) + varintSize(zigzag(r.timestamp - firstTimestamp));
-    total += varintSize(r.key === null ? 0 : r.key.length + 1) + (r.key?.length ?? 0);
-    total += varintSize(r.value === null ? 0 : r.value.length + 1) + (r.value?.length ?? 0);
-    total += varintSize(r.headers.length);
-    for (const [name, v] of r.headers) {
-      const n = headerName(name);
-      total += varintSize(n.length) + n.length + varintSize(v.length) + v.length;
-    }
+  return encode(records, 0, records.length, (r) => r.offset - baseOffset, firstTimestamp);
+}
+
+/**
+ * Encodes `records[start..end)` of an append, which get consecutive offsets from the batch's base:
+ * no per-record offset objects are needed.
+ */
+export function encodeAppend(
+  records: readonly Omit<EncodableRecord, 'offset'>[],
+  start: number,
+  end: number,
+  firstTimestamp: number,
+): Buffer {
+  return encode(records, start, end, (_r, i) => i - start, firstTimestamp);
+}
+
+function encode<R extends Omit<EncodableRecord, 'offset'>>(
+  records: readonly R[],
+  start: number,
+  end: number,
+  deltaOf: (r: R, i: number) => number,
+  firstTimestamp: number,
+): Buffer {
+  // Per record at most 5 varints of up to 10 bytes; per header 2 varints, name bytes, value.
+  let bound = 0;
+  for (let i = start; i < end; i++) {
+    const r = records[i]!;
+    bound += 50 + (r.key === null ? 0 : r.key.length) + (r.value === null ? 0 : r.value.length);
+    const headers = r.headers;
+    for (let h = 0; h < headers.length; h++)
+      bound += 20 + headerName(headers[h]![0]).length + headers[h]![1].length;
   }
-  const buf = Buffer.allocUnsafe(total);
+  const buf = Buffer.allocUnsafe(bound);
   let pos = 0;
-  for (const r of records) {
-    pos = writeVarint(buf, pos, r.offset - baseOffset);
+  for (let i = start; i < end; i++) {
+    const r = records[i]!;
+    pos = writeVarint(buf, pos, deltaOf(r, i));
     pos = writeVarint(buf, pos, zigzag(r.timestamp - firstTimestamp));
-    if (r.key === null) buf[pos++] = 0;
+    const key = r.key;
+    if (key === null) buf[pos++] = 0;
     else {
-      pos = writeVarint(buf, pos, r.key.length + 1);
-      pos += r.key.copy(buf, pos);
+      pos = writeVarint(buf, pos, key.length + 1);
+      buf.set(key, pos);
+      pos += key.length;
     }
-    if (r.value === null) buf[pos++] = 0;
+    const value = r.value;
+    if (value === null) buf[pos++] = 0;
     else {
-      pos = writeVarint(buf, pos, r.value.length + 1);
-      pos += r.value.copy(buf, pos);
+      pos = writeVarint(buf, pos, value.length + 1);
+      buf.set(value, pos);
+      pos += value.length;
     }
-    pos = writeVarint(buf, pos, r.headers.length);
-    for (const [name, v] of r.headers) {
+    const headers = r.headers;
+    pos = writeVarint(buf, pos, headers.length);
+    for (let h = 0; h < headers.length; h++) {
+      const [name, v] = headers[h]!;
       const n = headerName(name);
       pos = writeVarint(buf, pos, n.length);
-      pos += n.copy(buf, pos);
+      buf.set(n, pos);
+      pos += n.length;
       pos = writeVarint(buf, pos, v.length);
-      pos += v.copy(buf, pos);
+      buf.set(v, pos);
+      pos += v.length;
     }
   }
-  if (pos !== total) throw new Error(`batch encoder wrote ${pos} bytes, expected ${total}`);
-  return buf;
+  return buf.subarray(0, pos);
 }
 
 /**

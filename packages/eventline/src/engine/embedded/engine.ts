@@ -13,6 +13,7 @@ import type {
   GroupDescription,
   GroupMember,
   GroupMemberOptions,
+  PartitionOffsets,
   StoredRecord,
   TopicDescription,
 } from '../types.ts';
@@ -23,6 +24,7 @@ import type { MaintenanceReply, MaintenanceRequest, MaintenanceWorkerData } from
 import { ChangeNotifier } from './notifier.ts';
 import { ensureSchema, SCHEMA_VERSION } from './schema.ts';
 import { openDatabase, sqliteCode, wrapSqliteError, writeTransaction } from './sqlite.ts';
+import { AppendWriter } from './writer.ts';
 
 export interface EmbeddedEngineOptions {
   /** How long an operation keeps retrying while another process holds the write lock. Default 10 s. */
@@ -51,6 +53,7 @@ export class EmbeddedEngine implements Engine {
   readonly #notifier: ChangeNotifier;
   readonly #log: EmbeddedLog;
   readonly #groups: EmbeddedGroups;
+  readonly #writer: AppendWriter;
   readonly #options: Required<EmbeddedEngineOptions>;
   #worker: Worker | undefined;
   #workerTimer: NodeJS.Timeout | undefined;
@@ -74,6 +77,13 @@ export class EmbeddedEngine implements Engine {
     this.capabilities = { sharedAcrossProcesses: !memory, replication: false };
     this.#notifier = new ChangeNotifier(memory ? undefined : path);
     this.#log = new EmbeddedLog(data, path, this.#notifier, options.lockTimeoutMs);
+    this.#writer = new AppendWriter({
+      db: data,
+      path,
+      lockTimeoutMs: options.lockTimeoutMs,
+      notifier: this.#notifier,
+      log: this.#log,
+    });
     this.#groups = new EmbeddedGroups(meta, this.#log, this.#notifier, options.lockTimeoutMs);
     if (memory) {
       this.#inlineTimer = setInterval(() => {
@@ -170,6 +180,11 @@ export class EmbeddedEngine implements Engine {
     return this.#log.requireTopic(topic).partitions;
   }
 
+  async listOffsets(topic: string, partitions?: number[]): Promise<PartitionOffsets[]> {
+    this.#check();
+    return this.#log.partitionOffsets(this.#log.requireTopic(topic, true), partitions);
+  }
+
   async deleteTopics(names: string[]): Promise<void> {
     this.#check();
     await this.#log.deleteTopics(names);
@@ -178,7 +193,7 @@ export class EmbeddedEngine implements Engine {
   append(topic: string, records: AppendRecord[]): Promise<AppendResult[]> {
     if (this.#closed)
       return Promise.reject(new EventlineError('EVENTLINE_ERR_CLOSED', 'the engine is closed'));
-    return this.#log.append(topic, records);
+    return this.#writer.append(topic, records);
   }
 
   async fetch(
@@ -233,28 +248,35 @@ export class EmbeddedEngine implements Engine {
 
   async runMaintenance(): Promise<void> {
     this.#check();
-    await this.#log.drain();
+    await this.#writer.drain();
     if (this.#path === MEMORY) {
       runMaintenancePass(this.#data, { force: true });
       return;
     }
     this.#startWorker();
     const id = ++this.#nextRequest;
-    await new Promise<void>((resolve, reject) => {
-      this.#requests.set(id, { resolve, reject });
-      this.#worker!.postMessage({ type: 'run', id, force: true } satisfies MaintenanceRequest);
-    });
+    const worker = this.#worker!;
+    worker.ref();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.#requests.set(id, { resolve, reject });
+        worker.postMessage({ type: 'run', id, force: true } satisfies MaintenanceRequest);
+      });
+    } finally {
+      if (this.#requests.size === 0) worker.unref();
+    }
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
-    await this.#log.drain();
     this.#closed = true;
+    await this.#writer.drain();
     clearTimeout(this.#workerTimer);
     clearInterval(this.#inlineTimer);
     const worker = this.#worker;
     if (worker) {
       const exited = new Promise((resolve) => worker.once('exit', resolve));
+      worker.ref(); // wait for it to finish even if nothing else keeps the process up
       worker.postMessage({ type: 'stop' } satisfies MaintenanceRequest);
       const timer = setTimeout(() => void worker.terminate(), 5000);
       await exited;

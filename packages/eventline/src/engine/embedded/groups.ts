@@ -64,8 +64,11 @@ export class EmbeddedGroups {
     return this.#notifier;
   }
 
-  tx<T>(what: string, fn: () => T): Promise<T> {
-    return writeTransaction(this.#db, { lockTimeoutMs: this.#lockTimeoutMs, what }, fn);
+  /** A write transaction on the group tables; other members (in any process) are woken after it. */
+  async tx<T>(what: string, fn: () => T): Promise<T> {
+    const result = await writeTransaction(this.#db, { lockTimeoutMs: this.#lockTimeoutMs, what }, fn);
+    this.#notifier.notify();
+    return result;
   }
 
   createMember(options: GroupMemberOptions): GroupMember {
@@ -508,7 +511,7 @@ class EmbeddedGroupMember implements GroupMember {
       for (const o of claimed) this.#owned.set(o.key, o);
       if (claimed.length > 0) {
         this.#options.onAssigned(claimed.map(({ topic, partition }) => ({ topic, partition })));
-        this.#groups.notifier.notify();
+        this.#groups.notifier.wakeLocal();
       }
     }
     this.#lastEpoch = epoch;
@@ -593,7 +596,7 @@ class EmbeddedGroupMember implements GroupMember {
       );
     }
     o.position = offset;
-    this.#groups.notifier.notify();
+    this.#groups.notifier.wakeLocal();
   }
 
   pause(tps: TopicPartition[]): void {
@@ -602,7 +605,7 @@ class EmbeddedGroupMember implements GroupMember {
 
   resume(tps: TopicPartition[]): void {
     for (const tp of tps) this.#paused.delete(partitionKey(tp.topic, tp.partition));
-    this.#groups.notifier.notify();
+    this.#groups.notifier.wakeLocal();
   }
 
   assignment(): TopicPartition[] {
@@ -628,6 +631,6 @@ class EmbeddedGroupMember implements GroupMember {
       });
     }
     this.#owned.clear();
-    this.#groups.notifier.notify();
+    this.#groups.notifier.wakeLocal();
   }
 }

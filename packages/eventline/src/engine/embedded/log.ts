@@ -3,20 +3,16 @@ import { EventlineError, fail } from '../../errors.ts';
 import type { TopicConfig, TopicSpec } from '../../topic.ts';
 import type {
   AppendRecord,
-  AppendResult,
   FetchOptions,
   PartitionOffsets,
   StoredRecord,
   TopicDescription,
 } from '../types.ts';
-import { decodeBatch, type EncodableRecord, encodeBatch, recordSize } from './batch-format.ts';
+import { decodeBatch, recordSize } from './batch-format.ts';
 import type { ChangeNotifier } from './notifier.ts';
 import { createPartitionTables, dropPartitionTables, logTable } from './schema.ts';
 import { asBuffer, read, sqliteCode, wrapSqliteError, writeTransaction } from './sqlite.ts';
 
-/** Records per stored batch row, and bytes per row: bounds the blob a fetch must read. */
-const MAX_BATCH_RECORDS = 2000;
-const MAX_BATCH_BYTES = 1024 * 1024;
 const SQLITE_ERROR = 1;
 /** How long topic metadata is trusted before it is read again. */
 const TOPIC_CACHE_MS = 3000;
@@ -30,25 +26,16 @@ export interface TopicMeta {
   readAt: number;
 }
 
-interface PendingAppend {
-  topic: string;
-  records: AppendRecord[];
-  resolve(results: AppendResult[]): void;
-  reject(err: unknown): void;
-}
-
 interface PartitionStatements {
   fetch: StatementSync;
-  insert: StatementSync;
-  byTime: StatementSync;
+  tail: StatementSync;
+  bounds: StatementSync;
+  probe: StatementSync;
 }
 
 /**
- * The records half of the embedded engine: topics, appends and fetches on one SQLite connection in
- * WAL mode with synchronous=FULL, so a commit is fsync'd before an append resolves.
- *
- * Appends are group-committed: every append requested before the next turn of the event loop is
- * written in one transaction (one fsync), with one batch row per partition.
+ * The records half of the embedded engine: topics, validation and fetches on one SQLite connection
+ * in WAL mode. Appends are written by the AppendWriter (writer.ts).
  */
 export class EmbeddedLog {
   readonly #db: DatabaseSync;
@@ -57,9 +44,6 @@ export class EmbeddedLog {
   readonly #lockTimeoutMs: number;
   #topics = new Map<string, TopicMeta>();
   #statements = new Map<string, PartitionStatements>();
-  #queue: PendingAppend[] = [];
-  #flushScheduled = false;
-  #flushing: Promise<void> | undefined;
 
   constructor(db: DatabaseSync, path: string, notifier: ChangeNotifier, lockTimeoutMs: number) {
     this.#db = db;
@@ -147,6 +131,7 @@ export class EmbeddedLog {
       },
     );
     for (const spec of specs) this.#topics.delete(spec.name);
+    this.#notifier.notify();
   }
 
   async alterTopic(name: string, changes: Partial<TopicConfig>): Promise<void> {
@@ -187,7 +172,7 @@ export class EmbeddedLog {
     });
   }
 
-  partitionOffsets(meta: TopicMeta): PartitionOffsets[] {
+  partitionOffsets(meta: TopicMeta, only?: number[]): PartitionOffsets[] {
     const rows = read(`reading offsets of ${meta.name}`, () =>
       this.#db
         .prepare(
@@ -195,11 +180,30 @@ export class EmbeddedLog {
         )
         .all(meta.id),
     ) as { partition: number; start_offset: number; next_offset: number }[];
-    return rows.map((r) => ({
-      partition: Number(r.partition),
-      start: Number(r.start_offset),
-      end: Number(r.next_offset),
-    }));
+    const out: PartitionOffsets[] = [];
+    for (const r of rows) {
+      const partition = Number(r.partition);
+      if (only !== undefined && !only.includes(partition)) continue;
+      const tail = read(
+        `reading ${meta.name}/${partition}`,
+        () => this.#partitionStatements(meta.id, partition).tail.get() as { last_offset: number } | undefined,
+      );
+      const end = Math.max(Number(r.next_offset), tail === undefined ? 0 : Number(tail.last_offset) + 1);
+      out.push({ partition, start: Math.min(Number(r.start_offset), end), end });
+    }
+    if (only !== undefined) {
+      const missing = only.find((p) => !out.some((o) => o.partition === p));
+      if (missing !== undefined) {
+        fail(
+          'EVENTLINE_ERR_UNKNOWN_PARTITION',
+          `topic ${meta.name} has no partition ${missing} (it has ${meta.partitions})`,
+          {
+            details: { topic: meta.name, partition: missing },
+          },
+        );
+      }
+    }
+    return out;
   }
 
   async deleteTopics(names: string[]): Promise<void> {
@@ -222,142 +226,10 @@ export class EmbeddedLog {
     this.#notifier.notify();
   }
 
-  // ---- appends ---------------------------------------------------------------------------
+  // ---- appends (validation; the writing is in writer.ts) ----
 
-  /** Queues an atomic append; resolves once it is committed and fsync'd. */
-  append(topic: string, records: AppendRecord[]): Promise<AppendResult[]> {
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ topic, records, resolve, reject });
-      if (!this.#flushScheduled) {
-        this.#flushScheduled = true;
-        setImmediate(() => this.#startFlush());
-      }
-    });
-  }
-
-  /** Resolves once every queued append has been written or failed. */
-  async drain(): Promise<void> {
-    while (this.#queue.length > 0 || this.#flushing || this.#flushScheduled) {
-      if (this.#flushing) await this.#flushing;
-      else await new Promise((r) => setImmediate(r));
-    }
-  }
-
-  #startFlush(): void {
-    if (this.#flushing) return; // the running flush schedules the next one when it ends
-    this.#flushScheduled = false;
-    const batch = this.#queue;
-    this.#queue = [];
-    if (batch.length === 0) return;
-    this.#flushing = this.#flush(batch).finally(() => {
-      this.#flushing = undefined;
-      if (this.#queue.length > 0) {
-        this.#flushScheduled = true;
-        setImmediate(() => this.#startFlush());
-      }
-    });
-  }
-
-  async #flush(batch: PendingAppend[]): Promise<void> {
-    const failures = new Map<PendingAppend, unknown>();
-    let results: Map<PendingAppend, AppendResult[]>;
-    try {
-      results = await writeTransaction(
-        this.#db,
-        { lockTimeoutMs: this.#lockTimeoutMs, what: `appending to ${this.#path}` },
-        () => this.#writeBatch(batch, failures),
-      );
-    } catch (err) {
-      for (const p of batch) p.reject(err);
-      return;
-    }
-    let wrote = false;
-    for (const p of batch) {
-      const failure = failures.get(p);
-      if (failure !== undefined) p.reject(failure);
-      else {
-        wrote = true;
-        p.resolve(results.get(p)!);
-      }
-    }
-    if (wrote) this.#notifier.notify();
-  }
-
-  /** Inside the write transaction: validate each append, then write one batch row per partition. */
-  #writeBatch(
-    batch: PendingAppend[],
-    failures: Map<PendingAppend, unknown>,
-  ): Map<PendingAppend, AppendResult[]> {
-    const byPartition = new Map<
-      string,
-      { meta: TopicMeta; partition: number; items: [PendingAppend, number][] }
-    >();
-    const results = new Map<PendingAppend, AppendResult[]>();
-    const metas = new Map<string, TopicMeta>();
-    for (const p of batch) {
-      try {
-        let meta = metas.get(p.topic);
-        if (meta === undefined) {
-          meta = this.requireTopic(p.topic, true);
-          metas.set(p.topic, meta);
-        }
-        this.#validate(meta, p.records);
-        results.set(p, new Array(p.records.length));
-        p.records.forEach((r, i) => {
-          const k = `${meta.id}:${r.partition}`;
-          let group = byPartition.get(k);
-          if (group === undefined) {
-            group = { meta, partition: r.partition, items: [] };
-            byPartition.set(k, group);
-          }
-          group.items.push([p, i]);
-        });
-      } catch (err) {
-        failures.set(p, err);
-      }
-    }
-    const readState = this.#db.prepare(
-      'SELECT next_offset, max_ts, bytes FROM el_partitions WHERE topic_id = ? AND partition = ?',
-    );
-    const writeState = this.#db.prepare(
-      'UPDATE el_partitions SET next_offset = ?, max_ts = ?, bytes = ? WHERE topic_id = ? AND partition = ?',
-    );
-    for (const { meta, partition, items } of byPartition.values()) {
-      const state = readState.get(meta.id, partition) as {
-        next_offset: number;
-        max_ts: number;
-        bytes: number;
-      };
-      let next = Number(state.next_offset);
-      let runMax = Number(state.max_ts);
-      let bytes = Number(state.bytes);
-      const insert = this.#partitionStatements(meta.id, partition).insert;
-      for (let start = 0; start < items.length; ) {
-        const chunk: EncodableRecord[] = [];
-        let chunkBytes = 0;
-        let maxTs = Number.MIN_SAFE_INTEGER;
-        while (start < items.length && chunk.length < MAX_BATCH_RECORDS && chunkBytes < MAX_BATCH_BYTES) {
-          const [p, i] = items[start++]!;
-          const r = p.records[i]!;
-          const offset = next++;
-          chunk.push({ offset, timestamp: r.timestamp, key: r.key, value: r.value, headers: r.headers });
-          chunkBytes += (r.key?.length ?? 0) + (r.value?.length ?? 0);
-          if (r.timestamp > maxTs) maxTs = r.timestamp;
-          results.get(p)![i] = { partition, offset };
-        }
-        const base = chunk[0]!.offset;
-        const firstTs = chunk[0]!.timestamp;
-        const payload = encodeBatch(chunk, base, firstTs);
-        runMax = Math.max(runMax, maxTs);
-        bytes += payload.length;
-        insert.run(base, next - 1, chunk.length, firstTs, maxTs, runMax, payload.length, payload);
-      }
-      writeState.run(next, runMax, bytes, meta.id, partition);
-    }
-    return results;
-  }
-
-  #validate(meta: TopicMeta, records: AppendRecord[]): void {
+  /** Checks records against a topic's partitions and limits; throws the first problem found. */
+  validate(meta: TopicMeta, records: AppendRecord[]): void {
     for (const r of records) {
       if (!Number.isInteger(r.partition) || r.partition < 0 || r.partition >= meta.partitions) {
         fail(
@@ -401,12 +273,12 @@ export class EmbeddedLog {
            WHERE base_offset >= coalesce((SELECT max(base_offset) FROM ${table} WHERE base_offset <= ?), 0)
            ORDER BY base_offset`,
         ),
-        insert: this.#db.prepare(
-          `INSERT INTO ${table} (base_offset, last_offset, record_count, first_ts, max_ts, run_max_ts, bytes, payload)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        tail: this.#db.prepare(
+          `SELECT last_offset, run_max_ts FROM ${table} ORDER BY base_offset DESC LIMIT 1`,
         ),
-        byTime: this.#db.prepare(
-          `SELECT base_offset, first_ts, payload FROM ${table} WHERE run_max_ts >= ? ORDER BY run_max_ts, base_offset LIMIT 1`,
+        bounds: this.#db.prepare(`SELECT min(base_offset) AS lo, max(base_offset) AS hi FROM ${table}`),
+        probe: this.#db.prepare(
+          `SELECT base_offset, run_max_ts FROM ${table} WHERE base_offset >= ? ORDER BY base_offset LIMIT 1`,
         ),
       };
       this.#statements.set(table, s);
@@ -466,23 +338,43 @@ export class EmbeddedLog {
 
   offsetForTimestamp(topic: string, partition: number, timestamp: number): number {
     return this.#readPartition(topic, partition, (s) => {
-      const row = s.byTime.get(timestamp) as
-        | { base_offset: number; first_ts: number; payload: Uint8Array }
-        | undefined;
-      if (row !== undefined) {
-        const out: StoredRecord[] = [];
-        decodeBatch(
-          asBuffer(row.payload),
-          topic,
-          partition,
-          Number(row.base_offset),
-          Number(row.first_ts),
-          0,
-          out,
-          Number.MAX_SAFE_INTEGER,
-        );
-        const hit = out.find((r) => r.timestamp >= timestamp);
-        if (hit) return hit.offset;
+      // Binary search for the first batch whose running maximum timestamp reaches `timestamp`;
+      // the first record at or after it is in that batch or a later one.
+      const { lo, hi } = s.bounds.get() as { lo: number | null; hi: number | null };
+      let from: number | undefined;
+      if (lo !== null && hi !== null) {
+        let low = Number(lo);
+        let high = Number(hi);
+        while (low <= high) {
+          const mid = Math.floor((low + high) / 2);
+          const row = s.probe.get(mid) as { base_offset: number; run_max_ts: number } | undefined;
+          if (row === undefined) break;
+          if (Number(row.run_max_ts) >= timestamp) {
+            from = Number(row.base_offset);
+            high = mid - 1;
+          } else low = Number(row.base_offset) + 1;
+        }
+      }
+      if (from !== undefined) {
+        for (const row of s.fetch.iterate(from) as Iterable<{
+          base_offset: number;
+          first_ts: number;
+          payload: Uint8Array;
+        }>) {
+          const out: StoredRecord[] = [];
+          decodeBatch(
+            asBuffer(row.payload),
+            topic,
+            partition,
+            Number(row.base_offset),
+            Number(row.first_ts),
+            0,
+            out,
+            Infinity,
+          );
+          const hit = out.find((r) => r.timestamp >= timestamp);
+          if (hit) return hit.offset;
+        }
       }
       const meta = this.requireTopic(topic);
       return this.partitionOffsets(meta).find((p) => p.partition === partition)!.end;

@@ -20,11 +20,7 @@ interface PartitionRow {
   name: string;
   partition: number;
   config: string;
-  start_offset: number;
-  next_offset: number;
-  bytes: number;
   cleaned_offset: number;
-  cleaned_bytes: number;
   cleaned_at: number;
   tombstones: number;
 }
@@ -50,11 +46,41 @@ function immediate<T>(db: DatabaseSync, fn: () => T): T {
 function partitions(db: DatabaseSync): PartitionRow[] {
   return db
     .prepare(
-      `SELECT p.topic_id, t.name, p.partition, t.config, p.start_offset, p.next_offset, p.bytes, p.cleaned_offset,
-              p.cleaned_bytes, p.cleaned_at, p.tombstones
+      `SELECT p.topic_id, t.name, p.partition, t.config, p.cleaned_offset, p.cleaned_at, p.tombstones
        FROM el_partitions p JOIN el_topics t ON t.id = p.topic_id ORDER BY p.topic_id, p.partition`,
     )
     .all() as unknown as PartitionRow[];
+}
+
+/** Stored bytes of a partition (at or after `from`). */
+function storedBytes(db: DatabaseSync, table: string, from = 0): number {
+  const row = db
+    .prepare(`SELECT coalesce(sum(bytes), 0) AS b FROM ${table} WHERE base_offset >= ?`)
+    .get(from) as {
+    b: number;
+  };
+  return Number(row.b);
+}
+
+/** The partition's end offset: one past its last batch, or the floor kept in el_partitions. */
+function endOffset(db: DatabaseSync, p: PartitionRow, table: string): number {
+  const floor = db
+    .prepare('SELECT next_offset FROM el_partitions WHERE topic_id = ? AND partition = ?')
+    .get(p.topic_id, p.partition) as { next_offset: number };
+  const tail = db.prepare(`SELECT last_offset FROM ${table} ORDER BY base_offset DESC LIMIT 1`).get() as
+    | { last_offset: number }
+    | undefined;
+  return Math.max(Number(floor.next_offset), tail === undefined ? 0 : Number(tail.last_offset) + 1);
+}
+
+/**
+ * Deleting batches may delete the last one: keep the end offset and running maximum timestamp as
+ * floors, so offsets are never handed out twice.
+ */
+function raiseFloors(db: DatabaseSync, p: PartitionRow, nextOffset: number, runMaxTs: number): void {
+  db.prepare(
+    'UPDATE el_partitions SET next_offset = max(next_offset, ?), max_ts = max(max_ts, ?) WHERE topic_id = ? AND partition = ?',
+  ).run(nextOffset, runMaxTs, p.topic_id, p.partition);
 }
 
 /**
@@ -71,18 +97,20 @@ export function applyRetention(db: DatabaseSync, now: number): number {
     const table = logTable(Number(p.topic_id), Number(p.partition));
     for (;;) {
       const n = immediate(db, () => {
-        const state = db
-          .prepare('SELECT bytes FROM el_partitions WHERE topic_id = ? AND partition = ?')
-          .get(p.topic_id, p.partition) as { bytes: number } | undefined;
-        if (state === undefined) return 0;
-        let total = Number(state.bytes);
+        let total = config.retentionBytes === null ? 0 : storedBytes(db, table);
         const rows = db
           .prepare(
-            `SELECT base_offset, last_offset, max_ts, bytes FROM ${table} ORDER BY base_offset LIMIT ?`,
+            `SELECT base_offset, last_offset, max_ts, run_max_ts, bytes FROM ${table} ORDER BY base_offset LIMIT ?`,
           )
-          .all(CHUNK) as { base_offset: number; last_offset: number; max_ts: number; bytes: number }[];
+          .all(CHUNK) as {
+          base_offset: number;
+          last_offset: number;
+          max_ts: number;
+          run_max_ts: number;
+          bytes: number;
+        }[];
         let upTo = -1;
-        let freed = 0;
+        let runMax = 0;
         let count = 0;
         for (const row of rows) {
           const expired = config.retentionMs !== null && Number(row.max_ts) < now - config.retentionMs;
@@ -90,15 +118,16 @@ export function applyRetention(db: DatabaseSync, now: number): number {
             config.retentionBytes !== null && total - Number(row.bytes) >= config.retentionBytes;
           if (!expired && !oversize) break;
           upTo = Number(row.last_offset);
-          freed += Number(row.bytes);
+          runMax = Number(row.run_max_ts);
           total -= Number(row.bytes);
           count++;
         }
         if (count === 0) return 0;
         db.prepare(`DELETE FROM ${table} WHERE base_offset <= ?`).run(upTo);
         db.prepare(
-          'UPDATE el_partitions SET start_offset = max(start_offset, ?), bytes = bytes - ? WHERE topic_id = ? AND partition = ?',
-        ).run(upTo + 1, freed, p.topic_id, p.partition);
+          'UPDATE el_partitions SET start_offset = max(start_offset, ?) WHERE topic_id = ? AND partition = ?',
+        ).run(upTo + 1, p.topic_id, p.partition);
+        raiseFloors(db, p, upTo + 1, runMax);
         return count;
       });
       deleted += n;
@@ -128,10 +157,12 @@ export function compact(
   for (const p of partitions(db)) {
     const config = JSON.parse(p.config) as TopicConfig;
     if (config.cleanupPolicy !== 'compact') continue;
-    const dirtyBytes = Number(p.bytes) - Number(p.cleaned_bytes);
-    const dirty = Number(p.next_offset) > Number(p.cleaned_offset);
+    const table = logTable(Number(p.topic_id), Number(p.partition));
     const tombstonesDue = Number(p.tombstones) > 0 && now - Number(p.cleaned_at) >= config.deleteRetentionMs;
-    if (!force && !tombstonesDue && !(dirty && dirtyBytes >= DIRTY_RATIO * Number(p.bytes))) continue;
+    if (!force && !tombstonesDue) {
+      const dirtyBytes = storedBytes(db, table, Number(p.cleaned_offset));
+      if (dirtyBytes === 0 || dirtyBytes < DIRTY_RATIO * storedBytes(db, table)) continue;
+    }
     // Tombstones below this offset have been cleaned at least deleteRetentionMs ago.
     const horizon = Number(
       (
@@ -143,7 +174,6 @@ export function compact(
           .get(p.topic_id, p.partition, now - config.deleteRetentionMs) as { h: number }
       ).h,
     );
-    const table = logTable(Number(p.topic_id), Number(p.partition));
     const name = p.name;
     const partition = Number(p.partition);
 
@@ -152,13 +182,7 @@ export function compact(
     let end = 0;
     db.exec('BEGIN');
     try {
-      end = Number(
-        (
-          db
-            .prepare('SELECT next_offset FROM el_partitions WHERE topic_id = ? AND partition = ?')
-            .get(p.topic_id, p.partition) as { next_offset: number }
-        ).next_offset,
-      );
+      end = endOffset(db, p, table);
       for (const row of db
         .prepare(
           `SELECT base_offset, first_ts, payload FROM ${table} WHERE base_offset < ? ORDER BY base_offset`,
@@ -189,18 +213,17 @@ export function compact(
       const done = immediate(db, () => {
         const rows = db
           .prepare(
-            `SELECT base_offset, last_offset, record_count, first_ts, bytes, payload FROM ${table}
+            `SELECT base_offset, last_offset, run_max_ts, record_count, first_ts, payload FROM ${table}
              WHERE base_offset > ? AND base_offset < ? ORDER BY base_offset LIMIT ?`,
           )
           .all(after, end, CHUNK) as {
           base_offset: number;
           last_offset: number;
+          run_max_ts: number;
           record_count: number;
           first_ts: number;
-          bytes: number;
           payload: Uint8Array;
         }[];
-        let freed = 0;
         for (const row of rows) {
           const base = Number(row.base_offset);
           after = base;
@@ -223,7 +246,7 @@ export function compact(
           removed += records.length - keep.length;
           if (keep.length === 0) {
             db.prepare(`DELETE FROM ${table} WHERE base_offset = ?`).run(base);
-            freed += Number(row.bytes);
+            raiseFloors(db, p, Number(row.last_offset) + 1, Number(row.run_max_ts));
             continue;
           }
           const payload = encodeBatch(keep, base, keep[0]!.timestamp);
@@ -231,14 +254,6 @@ export function compact(
           db.prepare(
             `UPDATE ${table} SET record_count = ?, first_ts = ?, max_ts = ?, bytes = ?, payload = ? WHERE base_offset = ?`,
           ).run(keep.length, keep[0]!.timestamp, maxTs, payload.length, payload, base);
-          freed += Number(row.bytes) - payload.length;
-        }
-        if (freed > 0) {
-          db.prepare('UPDATE el_partitions SET bytes = bytes - ? WHERE topic_id = ? AND partition = ?').run(
-            freed,
-            p.topic_id,
-            p.partition,
-          );
         }
         return rows.length < CHUNK;
       });
@@ -246,7 +261,7 @@ export function compact(
     }
     immediate(db, () => {
       db.prepare(
-        `UPDATE el_partitions SET cleaned_offset = ?, cleaned_bytes = bytes, cleaned_at = ?, tombstones = ?
+        `UPDATE el_partitions SET cleaned_offset = ?, cleaned_at = ?, tombstones = ?
          WHERE topic_id = ? AND partition = ?`,
       ).run(end, now, tombstones, p.topic_id, p.partition);
       db.prepare(

@@ -1,24 +1,32 @@
-import { type FSWatcher, watch } from 'node:fs';
+import { closeSync, type FSWatcher, openSync, watch, writeSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 
+const TOUCH = Buffer.from([1]);
+
 /**
- * Wakes waiting consumers when the log may have changed: at once for appends made by this process,
- * and through inotify on the database's folder for commits made by other processes (every commit
- * writes the WAL file). No busy polling; waiters still time out so a lost event costs at most one
- * wait period.
+ * Wakes waiting consumers when the log may have changed, without busy polling:
+ *
+ * - at once for commits made by this process;
+ * - through inotify for commits made by other processes. After each commit a writer rewrites one
+ *   byte of `<database>-notify`; readers watch the database's folder for that file. (Watching the
+ *   WAL itself would wake readers when the commit is written but before it is visible.)
+ *
+ * Waiters still time out, so a lost event costs at most one wait period.
  */
 export class ChangeNotifier {
   #seq = 0;
   #waiters = new Set<() => void>();
   #watcher: FSWatcher | undefined;
+  #fd: number | undefined;
 
   /** `path` of the database file; undefined for an in-memory database. */
   constructor(path: string | undefined) {
     if (path === undefined) return;
-    const wal = `${basename(path)}-wal`;
+    const name = `${basename(path)}-notify`;
     try {
+      this.#fd = openSync(`${path}-notify`, 'w');
       this.#watcher = watch(dirname(path), { persistent: false }, (_event, filename) => {
-        if (filename === null || filename === wal) this.notify();
+        if (filename === null || filename === name) this.#wake();
       });
       this.#watcher.on('error', () => {
         // The folder went away or the watch limit was reached: fall back to timed waits.
@@ -35,8 +43,26 @@ export class ChangeNotifier {
     return this.#seq;
   }
 
+  /** Called after this process committed: wakes local waiters and tells other processes. */
   notify(): void {
+    if (this.#fd !== undefined) {
+      try {
+        writeSync(this.#fd, TOUCH, 0, 1, 0);
+      } catch {
+        // other processes fall back to timed waits
+      }
+    }
+    this.#wake();
+  }
+
+  /** Wakes this process's waiters only (a seek or resume, which other processes need not hear of). */
+  wakeLocal(): void {
+    this.#wake();
+  }
+
+  #wake(): void {
     this.#seq++;
+    if (this.#waiters.size === 0) return;
     const waiters = [...this.#waiters];
     this.#waiters.clear();
     for (const wake of waiters) wake();
@@ -64,6 +90,8 @@ export class ChangeNotifier {
   close(): void {
     this.#watcher?.close();
     this.#watcher = undefined;
-    this.notify();
+    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = undefined;
+    this.#wake();
   }
 }

@@ -18,15 +18,16 @@ CREATE TABLE IF NOT EXISTS el_topics (
   created_at INTEGER NOT NULL
 ) STRICT;
 
+-- Per partition: the log start, and floors for the end offset and running maximum timestamp.
+-- Appends never write here (one page less per commit): the end is the larger of next_offset and
+-- one past the last stored batch. Maintenance raises the floors when it deletes the last batches.
 CREATE TABLE IF NOT EXISTS el_partitions (
   topic_id INTEGER NOT NULL,
   partition INTEGER NOT NULL,
   start_offset INTEGER NOT NULL DEFAULT 0,
   next_offset INTEGER NOT NULL DEFAULT 0,
-  bytes INTEGER NOT NULL DEFAULT 0,
   max_ts INTEGER NOT NULL DEFAULT 0,
   cleaned_offset INTEGER NOT NULL DEFAULT 0,
-  cleaned_bytes INTEGER NOT NULL DEFAULT 0,
   cleaned_at INTEGER NOT NULL DEFAULT 0,
   tombstones INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (topic_id, partition)
@@ -96,7 +97,8 @@ export function logTable(topicId: number, partition: number): string {
 export function createPartitionTables(db: DatabaseSync, topicId: number, partition: number): void {
   const t = logTable(topicId, partition);
   // One row per record batch. run_max_ts is the largest timestamp up to and including this batch,
-  // which makes it monotonic, so a time lookup is one index seek (as Kafka's time index).
+  // which makes it monotonic in base_offset, so a time lookup is a binary search over batches
+  // (as Kafka's time index) without an index to update on every append.
   db.exec(`CREATE TABLE ${t} (
     base_offset INTEGER PRIMARY KEY,
     last_offset INTEGER NOT NULL,
@@ -107,7 +109,6 @@ export function createPartitionTables(db: DatabaseSync, topicId: number, partiti
     bytes INTEGER NOT NULL,
     payload BLOB NOT NULL
   ) STRICT`);
-  db.exec(`CREATE INDEX ${t}_ts ON ${t} (run_max_ts)`);
   db.prepare('INSERT INTO el_partitions (topic_id, partition) VALUES (?, ?)').run(topicId, partition);
 }
 

@@ -67,7 +67,10 @@ export function wrapSqliteError(err: unknown, where: string): EventlineError {
 export interface OpenOptions {
   /** `FULL` fsyncs the WAL at every commit (records); `NORMAL` only at checkpoints (group metadata). */
   synchronous: 'FULL' | 'NORMAL';
-  /** How long SQLite itself waits on a lock before returning BUSY. Kept short: longer waits are async. */
+  /**
+   * How long SQLite itself waits on a lock before returning BUSY. SQLite waits by sleeping the
+   * thread, so on the main thread this is 0 and `writeTransaction` waits asynchronously instead.
+   */
   busyTimeoutMs?: number;
 }
 
@@ -89,7 +92,7 @@ export function openDatabase(path: string, options: OpenOptions): DatabaseSync {
   }
   let db: DatabaseSync;
   try {
-    db = new DatabaseSync(path, { timeout: options.busyTimeoutMs ?? 20 });
+    db = new DatabaseSync(path, { timeout: options.busyTimeoutMs ?? 0 });
   } catch (err) {
     throw wrapSqliteError(err, where);
   }
