@@ -6,7 +6,7 @@
  * Every Eventline figure is at the engine's only durability level: the WAL is fsync'd before a
  * publish resolves (SQLite WAL mode, synchronous=FULL). The baseline uses the same settings.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,6 +27,15 @@ const VALUE = randomBytes(1024);
 const BATCH = 1000;
 /** About the size of the CloudEvents headers Eventline writes, so the baseline stores as much. */
 const HEADERS = randomBytes(190);
+
+/**
+ * Lets the disk finish the previous test's writes (the OS writes dirty pages back lazily), so one
+ * test's leftovers are not billed to the next.
+ */
+async function settle(): Promise<void> {
+  spawnSync('sync');
+  await new Promise((r) => setTimeout(r, 1500));
+}
 
 function freshDir(): string {
   return mkdtempSync(join(tmpdir(), 'eventline-bench-'));
@@ -343,6 +352,7 @@ export async function runEmbedded(options: { quick: boolean }): Promise<Figure[]
     }),
   );
 
+  await settle();
   log('group commit: 64 concurrent publishers awaiting each publish');
   const concurrentRuns: number[] = [];
   for (let i = 0; i < reps; i++)
@@ -358,6 +368,7 @@ export async function runEmbedded(options: { quick: boolean }): Promise<Figure[]
     }),
   );
 
+  await settle();
   log(`consume: ${n} records through a consumer group vs a raw scan`);
   const consume = await alternate(
     reps,
@@ -382,6 +393,7 @@ export async function runEmbedded(options: { quick: boolean }): Promise<Figure[]
   );
 
   const seconds = options.quick ? 2 : 5;
+  await settle();
   log(`end-to-end latency at 5000 records/s for ${seconds} s, one process`);
   const one = await latencyOneProcess(5000, seconds);
   figures.push(
@@ -394,6 +406,7 @@ export async function runEmbedded(options: { quick: boolean }): Promise<Figure[]
       note: JSON.stringify(one),
     }),
   );
+  await settle();
   log(`end-to-end latency at 5000 records/s for ${seconds} s, consumer in another process`);
   const two = await latencyTwoProcesses(5000, seconds);
   figures.push(
@@ -407,6 +420,7 @@ export async function runEmbedded(options: { quick: boolean }): Promise<Figure[]
     }),
   );
 
+  await settle();
   log('fresh process: start to first durable record');
   const fresh = await freshProcessPublish(options.quick ? 3 : 10);
   figures.push(

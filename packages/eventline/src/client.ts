@@ -548,9 +548,10 @@ export class Reader {
     return records.map((r) => decodeMessage(r, value, key) as MessageOf<T>);
   }
 
-  async offsets(topic: string): Promise<PartitionOffsets[]> {
-    const [d] = await this.#engine.describeTopics([topic]);
-    return d!.partitions;
+  /** Start and end offsets of a topic's partitions (all, or those given). */
+  offsets(topic: string, partitions?: number[]): Promise<PartitionOffsets[]> {
+    validateTopicName(topic);
+    return this.#engine.listOffsets(topic, partitions);
   }
 
   groupOffsets(group: string): Promise<CommittedOffset[]> {
@@ -566,10 +567,8 @@ export class Reader {
         from.timestamp instanceof Date ? from.timestamp.getTime() : from.timestamp,
       );
     }
-    const bounds = (await this.offsets(topic)).find((p) => p.partition === partition);
-    if (bounds === undefined)
-      fail('EVENTLINE_ERR_UNKNOWN_PARTITION', `topic ${topic} has no partition ${partition}`);
-    return from === 'earliest' ? bounds.start : bounds.end;
+    const [bounds] = await this.offsets(topic, [partition]);
+    return from === 'earliest' ? bounds!.start : bounds!.end;
   }
 
   /**

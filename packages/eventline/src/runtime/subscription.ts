@@ -57,8 +57,17 @@ export interface SubscribeOptions<T extends TopicInput> {
   redeliveryDelay?: Duration;
   /** Upper bound of the redelivery wait. Default `'30s'`. */
   maxRedeliveryDelay?: Duration;
+  /**
+   * Handled records are committed at most this often (and always when partitions are revoked or
+   * the subscription stops). A crash redelivers at most this window. Default `'100ms'`.
+   */
+  commitInterval?: Duration;
   /** How long `stop()` waits for running handlers before abandoning them (uncommitted). Default `'30s'`. */
   shutdownGrace?: Duration;
+  /** Called when partitions are given to this member (after a join or a rebalance). */
+  onPartitionsAssigned?: (partitions: TopicPartition[]) => void;
+  /** Called when partitions are taken away, after their in-flight work finished and was committed. */
+  onPartitionsRevoked?: (partitions: TopicPartition[]) => void;
   /** Told about every failed delivery and engine error. Default: the client's logger. */
   onError?: (error: Error, info: ErrorInfo) => void;
   /** Stops the subscription when aborted. */
@@ -136,6 +145,9 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   readonly #redeliveryMs: number;
   readonly #maxRedeliveryMs: number;
   readonly #graceMs: number;
+  readonly #commitIntervalMs: number;
+  #lastCommit = 0;
+  #commitTimer: NodeJS.Timeout | undefined;
   readonly #member: GroupMember;
   #parts = new Map<string, PartitionState>();
   #ready: [PartitionState, StoredRecord[]][] = [];
@@ -194,6 +206,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     this.#redeliveryMs = parseDuration(options.redeliveryDelay ?? '200ms', 'redeliveryDelay');
     this.#maxRedeliveryMs = parseDuration(options.maxRedeliveryDelay ?? '30s', 'maxRedeliveryDelay');
     this.#graceMs = parseDuration(options.shutdownGrace ?? '30s', 'shutdownGrace');
+    this.#commitIntervalMs = parseDuration(options.commitInterval ?? '100ms', 'commitInterval');
     this.#onError =
       options.onError ??
       ((error, info) =>
@@ -211,8 +224,14 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
       fromBeginning: options.fromBeginning ?? false,
       sessionTimeoutMs,
       heartbeatIntervalMs,
-      onAssigned: (tps) => this.#assigned(tps),
-      onRevoked: (tps) => this.#revoked(tps),
+      onAssigned: (tps) => {
+        this.#assigned(tps);
+        this.#notify(options.onPartitionsAssigned, tps);
+      },
+      onRevoked: async (tps) => {
+        await this.#revoked(tps);
+        this.#notify(options.onPartitionsRevoked, tps);
+      },
       onLost: (tps) => this.#lost(tps),
     });
     options.signal?.addEventListener('abort', () => void this.stop(), { once: true });
@@ -399,6 +418,14 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     this.#report(err, { topic: st.topic, partition: st.partition, offset, attempt, retryInMs: wait });
   }
 
+  #notify(listener: ((tps: TopicPartition[]) => void) | undefined, tps: TopicPartition[]): void {
+    try {
+      listener?.(tps);
+    } catch (err) {
+      this.#report(err, {});
+    }
+  }
+
   #report(err: unknown, info: Omit<ErrorInfo, 'group'>): void {
     const error = err instanceof Error ? err : new Error(String(err));
     try {
@@ -507,11 +534,21 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
 
   // ---- commits ----------------------------------------------------------------------------
 
+  /** Commits handled offsets soon: at once if the last commit is older than the interval. */
   #scheduleCommit(): void {
-    if (this.#commitQueued) return;
+    if (this.#commitQueued || this.#commitTimer !== undefined) return;
+    const wait = this.#lastCommit + this.#commitIntervalMs - Date.now();
+    if (wait > 0 && !this.#stopping) {
+      this.#commitTimer = setTimeout(() => {
+        this.#commitTimer = undefined;
+        this.#scheduleCommit();
+      }, wait);
+      return;
+    }
     this.#commitQueued = true;
     this.#commitChain = this.#commitChain.then(() => {
       this.#commitQueued = false;
+      this.#lastCommit = Date.now();
       return this.#commitPending(undefined);
     });
   }
@@ -639,6 +676,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         }
         clearTimeout(timer);
         clearTimeout(this.#commitRetry);
+        clearTimeout(this.#commitTimer);
         for (const st of this.#parts.values()) clearTimeout(st.backoffTimer);
         await this.#commitNow(undefined);
         await this.#member.leave();
