@@ -202,80 +202,40 @@ function summarize(latencies: number[], seconds: number): Latency {
   };
 }
 
+function child(script: string, arg: object): { lines: AsyncIterator<string>; exited: Promise<unknown> } {
+  const proc = spawn(process.execPath, [new URL(script, import.meta.url).pathname, JSON.stringify(arg)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return {
+    lines: createInterface({ input: proc.stdout! })[Symbol.asyncIterator](),
+    exited: new Promise((r) => proc.once('exit', r)),
+  };
+}
+
+async function nextLine(lines: AsyncIterator<string>, what: string): Promise<string> {
+  const r = await lines.next();
+  if (r.done) throw new Error(`latency process exited before ${what}`);
+  return r.value;
+}
+
 /**
- * Offers `rate` records per second for `seconds`, open loop, in bursts every millisecond (a 1 ms
- * timer, as a busy application would see them arrive). Each record carries its intended send time
- * and latency is measured from that time, so a late timer or a stall counts against every record
- * it delays (no coordinated omission).
+ * End-to-end latency in fresh processes (so no garbage from earlier tests is collected during the
+ * measurement), after a one-second warm-up that is not counted: `one` runs publisher and consumer
+ * in one process, `two` in two processes.
  */
-async function offerLoad(bus: Eventline, name: string, rate: number, seconds: number): Promise<void> {
-  const t = topic(name);
-  const total = rate * seconds;
-  const perMs = rate / 1000;
-  const start = performance.now() + 20;
-  let sent = 0;
-  const pending: Promise<unknown>[] = [];
-  await new Promise<void>((resolve) => {
-    const timer = setInterval(() => {
-      const now = performance.now();
-      while (sent < total && start + Math.floor(sent / perMs) <= now) {
-        const intended = performance.timeOrigin + start + Math.floor(sent / perMs);
-        const header = Buffer.allocUnsafe(8);
-        header.writeDoubleLE(intended);
-        pending.push(bus.publish(t, VALUE, { headers: { intended: header } }));
-        sent++;
-      }
-      if (sent >= total) {
-        clearInterval(timer);
-        resolve();
-      }
-    }, 1);
-  });
-  await Promise.all(pending);
-}
-
-async function latencyOneProcess(rate: number, seconds: number): Promise<Latency> {
-  return withBus(async (bus) => {
-    const t = topic('bench.latency');
-    await bus.ensureTopics([t]);
-    const latencies: number[] = [];
-    const done = Promise.withResolvers<void>();
-    const sub = bus.subscribe({
-      group: 'latency',
-      topics: [t],
-      handler: (m) => {
-        const intended = m.rawHeaders.find(([n]) => n === 'intended')![1].readDoubleLE(0);
-        latencies.push(performance.timeOrigin + performance.now() - intended);
-        if (latencies.length === rate * seconds) done.resolve();
-      },
-    });
-    await sub.ready();
-    await offerLoad(bus, t.name, rate, seconds);
-    await done.promise;
-    await sub.stop();
-    return summarize(latencies, seconds);
-  });
-}
-
-async function latencyTwoProcesses(rate: number, seconds: number): Promise<Latency> {
+async function latency(mode: 'one' | 'two', rate: number, seconds: number): Promise<Latency> {
   return withBus(async (bus, url) => {
-    const t = topic('bench.latency2');
+    const t = topic(`bench.latency.${mode}`);
     await bus.ensureTopics([t]);
-    const child = spawn(
-      process.execPath,
-      [
-        new URL('./processes/latency-consumer.ts', import.meta.url).pathname,
-        JSON.stringify({ url, topic: t.name, count: rate * seconds }),
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-    const ready = await lines.next();
-    if (ready.done) throw new Error('latency consumer exited early');
-    await offerLoad(bus, t.name, rate, seconds);
-    const result = await lines.next();
-    if (result.done) throw new Error('latency consumer exited without a result');
-    const { latencies } = JSON.parse(result.value) as { latencies: number[] };
+    const common = { url, topic: t.name, rate, seconds, warmup: 1 };
+    const consumer = child('./processes/latency-consumer.ts', {
+      ...common,
+      mode: mode === 'one' ? 'both' : 'consume',
+    });
+    await nextLine(consumer.lines, 'ready');
+    if (mode === 'two') await child('./processes/latency-consumer.ts', { ...common, mode: 'publish' }).exited;
+    const { latencies } = JSON.parse(await nextLine(consumer.lines, 'its result')) as { latencies: number[] };
+    await consumer.exited;
     return summarize(latencies, seconds);
   });
 }
@@ -392,10 +352,10 @@ export async function runEmbedded(options: { quick: boolean }): Promise<Figure[]
     }),
   );
 
-  const seconds = options.quick ? 2 : 5;
+  const seconds = 5;
   await settle();
   log(`end-to-end latency at 5000 records/s for ${seconds} s, one process`);
-  const one = await latencyOneProcess(5000, seconds);
+  const one = await latency('one', 5000, seconds);
   figures.push(
     judge({
       name: 'end-to-end latency p99, one process, 5000 records/s open loop (ms)',
@@ -408,7 +368,7 @@ export async function runEmbedded(options: { quick: boolean }): Promise<Figure[]
   );
   await settle();
   log(`end-to-end latency at 5000 records/s for ${seconds} s, consumer in another process`);
-  const two = await latencyTwoProcesses(5000, seconds);
+  const two = await latency('two', 5000, seconds);
   figures.push(
     judge({
       name: 'end-to-end latency p99, across processes, 5000 records/s open loop (ms)',

@@ -1,5 +1,5 @@
 import type { Codec } from './codec.ts';
-import type { Header, StoredRecord } from './engine/types.ts';
+import { type Header, recordFields, type StoredRecord } from './engine/types.ts';
 import { EventlineError } from './errors.ts';
 
 /** A record as a handler or reader sees it: decoded key and value, plus everything stored. */
@@ -74,15 +74,7 @@ class DecodedMessage<V, K> implements Message<V, K> {
   }
 
   toJSON(): object {
-    return {
-      topic: this.topic,
-      partition: this.partition,
-      offset: this.offset,
-      timestamp: this.timestamp,
-      key: this.key,
-      value: this.value,
-      headers: this.headers,
-    };
+    return recordFields(this);
   }
 }
 

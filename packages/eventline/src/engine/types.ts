@@ -210,3 +210,18 @@ export interface Engine {
   runMaintenance(): Promise<void>;
   close(): Promise<void>;
 }
+
+/** The plain fields of a record, for JSON and logs (records decode some fields lazily). */
+export function recordFields(
+  r: TopicPartition & { offset: number; timestamp: number; key: unknown; value: unknown; headers: unknown },
+): object {
+  return {
+    topic: r.topic,
+    partition: r.partition,
+    offset: r.offset,
+    timestamp: r.timestamp,
+    key: r.key,
+    value: r.value,
+    headers: r.headers,
+  };
+}

@@ -13,7 +13,7 @@
  *   varint  headerCount
  *   repeat  varint nameLength, bytes name (UTF-8), varint valueLength, bytes value
  */
-import type { Header, StoredRecord } from '../types.ts';
+import { type Header, recordFields, type StoredRecord } from '../types.ts';
 
 export interface EncodableRecord {
   offset: number;
@@ -172,15 +172,7 @@ class BatchRecord implements StoredRecord {
   }
 
   toJSON(): object {
-    return {
-      topic: this.topic,
-      partition: this.partition,
-      offset: this.offset,
-      timestamp: this.timestamp,
-      key: this.key,
-      value: this.value,
-      headers: this.headers,
-    };
+    return recordFields(this);
   }
 }
 
