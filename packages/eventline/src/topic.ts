@@ -24,6 +24,12 @@ export interface TopicConfig {
   compression: Compression;
   /** Kafka only (`min.insync.replicas`). `null`: the broker's default. */
   minInsyncReplicas: number | null;
+  /** Kafka only (`segment.ms`): how long a segment stays open. `null`: the broker's default. */
+  segmentMs: number | null;
+  /** Kafka only (`segment.bytes`, at least 1 MiB on Kafka 4). `null`: the broker's default. */
+  segmentBytes: number | null;
+  /** Compact once this share of the log is new since the last compaction (`min.cleanable.dirty.ratio`). */
+  minCleanableDirtyRatio: number;
 }
 
 export interface TopicSpec extends TopicConfig {
@@ -40,6 +46,9 @@ export const DEFAULT_TOPIC_CONFIG: Readonly<TopicConfig> = Object.freeze({
   maxMessageBytes: 1024 * 1024,
   compression: 'producer',
   minInsyncReplicas: null,
+  segmentMs: null,
+  segmentBytes: null,
+  minCleanableDirtyRatio: 0.5,
 });
 
 /** A topic's settings as people write them. Every setting has Kafka's meaning; docs/topics.md maps the names. */
@@ -62,6 +71,12 @@ export interface TopicSettings {
   compression?: Compression;
   /** Kafka only. */
   minInsyncReplicas?: number;
+  /** Kafka only: roll a segment after this long (`segment.ms`). Retention and compaction act on whole segments. */
+  segmentMs?: Duration;
+  /** Kafka only: roll a segment at this size (`segment.bytes`; Kafka 4 requires at least 1 MiB). */
+  segmentBytes?: Size;
+  /** Default 0.5: compact when at least this share of a partition arrived since the last compaction. */
+  minCleanableDirtyRatio?: number;
 }
 
 /** Options of {@link defineTopic}: settings plus codecs, key derivation and the event type. */
@@ -151,7 +166,20 @@ export function normalizeTopicConfig(name: string, options: TopicSettings = {}):
         options.minInsyncReplicas === undefined
           ? null
           : positiveInt(options.minInsyncReplicas, 'minInsyncReplicas', name),
+      segmentMs:
+        options.segmentMs === undefined ? null : parseDuration(options.segmentMs, `topic ${name}: segmentMs`),
+      segmentBytes:
+        options.segmentBytes === undefined
+          ? null
+          : parseSize(options.segmentBytes, `topic ${name}: segmentBytes`),
+      minCleanableDirtyRatio: options.minCleanableDirtyRatio ?? DEFAULT_TOPIC_CONFIG.minCleanableDirtyRatio,
     };
+    if (!(config.minCleanableDirtyRatio >= 0 && config.minCleanableDirtyRatio <= 1)) {
+      fail(
+        'EVENTLINE_ERR_INVALID_TOPIC_CONFIG',
+        `topic ${name}: minCleanableDirtyRatio must be between 0 and 1`,
+      );
+    }
     if (config.cleanupPolicy !== 'delete' && config.cleanupPolicy !== 'compact') {
       fail(
         'EVENTLINE_ERR_INVALID_TOPIC_CONFIG',
@@ -219,7 +247,7 @@ export function diffTopicConfig(declared: TopicConfig, actual: Partial<TopicConf
     const have = actual[setting];
     if (have === undefined || want === have) continue;
     // A setting left to the broker's default is not drift.
-    if (want === null && (setting === 'replicationFactor' || setting === 'minInsyncReplicas')) continue;
+    if (want === null) continue;
     if (setting === 'compression' && want === 'producer') continue;
     const applicable =
       setting === 'partitions'

@@ -58,8 +58,20 @@ test('settings are normalised with Kafka defaults and readable units', () => {
     replicationFactor: 3,
     minInsyncReplicas: 2,
     compression: 'zstd',
+    segmentMs: null,
+    segmentBytes: null,
+    minCleanableDirtyRatio: 0.5,
   });
   assert.equal(normalizeTopicConfig('t', { retention: 'forever' }).retentionMs, null);
+  const kafka = normalizeTopicConfig('t', {
+    segmentMs: '1h',
+    segmentBytes: '1MiB',
+    minCleanableDirtyRatio: 0.1,
+  });
+  assert.deepEqual(
+    [kafka.segmentMs, kafka.segmentBytes, kafka.minCleanableDirtyRatio],
+    [3_600_000, 1024 ** 2, 0.1],
+  );
 });
 
 test('bad settings name the topic and the setting', () => {

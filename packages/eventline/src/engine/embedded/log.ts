@@ -1,6 +1,6 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { EventlineError, fail } from '../../errors.ts';
-import type { TopicConfig, TopicSpec } from '../../topic.ts';
+import { DEFAULT_TOPIC_CONFIG, type TopicConfig, type TopicSpec } from '../../topic.ts';
 import type {
   AppendRecord,
   FetchOptions,
@@ -71,7 +71,8 @@ export class EmbeddedLog {
       id: Number(row.id),
       name: row.name,
       partitions: Number(row.partitions),
-      config: JSON.parse(row.config) as TopicConfig,
+      // Settings added later default for topics stored before them.
+      config: { ...DEFAULT_TOPIC_CONFIG, ...(JSON.parse(row.config) as Partial<TopicConfig>) },
       readAt: Date.now(),
     };
     this.#topics.set(name, meta);

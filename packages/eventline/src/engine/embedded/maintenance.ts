@@ -4,7 +4,7 @@
  * they never sit on the publish path; an in-memory database runs them inline.
  */
 import type { DatabaseSync } from 'node:sqlite';
-import type { TopicConfig } from '../../topic.ts';
+import { DEFAULT_TOPIC_CONFIG, type TopicConfig } from '../../topic.ts';
 import type { StoredRecord } from '../types.ts';
 import { decodeBatch, type EncodableRecord, encodeBatch } from './batch-format.ts';
 import { logTable } from './schema.ts';
@@ -12,8 +12,6 @@ import { asBuffer, isBusy } from './sqlite.ts';
 
 /** Batches deleted or rewritten per transaction, so appends wait at most a few milliseconds. */
 const CHUNK = 500;
-/** Compact when at least this share of a partition's bytes arrived since the last compaction. */
-const DIRTY_RATIO = 0.5;
 
 interface PartitionRow {
   topic_id: number;
@@ -91,7 +89,10 @@ function raiseFloors(db: DatabaseSync, p: PartitionRow, nextOffset: number, runM
 export function applyRetention(db: DatabaseSync, now: number): number {
   let deleted = 0;
   for (const p of partitions(db)) {
-    const config = JSON.parse(p.config) as TopicConfig;
+    const config: TopicConfig = {
+      ...DEFAULT_TOPIC_CONFIG,
+      ...(JSON.parse(p.config) as Partial<TopicConfig>),
+    };
     if (config.cleanupPolicy !== 'delete' || (config.retentionMs === null && config.retentionBytes === null))
       continue;
     const table = logTable(Number(p.topic_id), Number(p.partition));
@@ -155,13 +156,16 @@ export function compact(
   let compacted = 0;
   let removed = 0;
   for (const p of partitions(db)) {
-    const config = JSON.parse(p.config) as TopicConfig;
+    const config: TopicConfig = {
+      ...DEFAULT_TOPIC_CONFIG,
+      ...(JSON.parse(p.config) as Partial<TopicConfig>),
+    };
     if (config.cleanupPolicy !== 'compact') continue;
     const table = logTable(Number(p.topic_id), Number(p.partition));
     const tombstonesDue = Number(p.tombstones) > 0 && now - Number(p.cleaned_at) >= config.deleteRetentionMs;
     if (!force && !tombstonesDue) {
       const dirtyBytes = storedBytes(db, table, Number(p.cleaned_offset));
-      if (dirtyBytes === 0 || dirtyBytes < DIRTY_RATIO * storedBytes(db, table)) continue;
+      if (dirtyBytes === 0 || dirtyBytes < config.minCleanableDirtyRatio * storedBytes(db, table)) continue;
     }
     // Tombstones below this offset have been cleaned at least deleteRetentionMs ago.
     const horizon = Number(

@@ -213,6 +213,7 @@ export const processCases: ConformanceCase[] = [
               const b = Number(m.value.toString('latin1', 0, 12).split(':')[0]);
               perBatch.set(b, (perBatch.get(b) ?? 0) + 1);
             }
+            if (ms.length === 0) break; // only a transaction marker is left
             offset = ms[ms.length - 1]!.offset + 1;
           }
         }
