@@ -1,6 +1,7 @@
 import { bytes, type Codec, string } from './codec.ts';
 import type { EmbeddedEngineOptions } from './engine/embedded/engine.ts';
 import { openEngine } from './engine/index.ts';
+import type { KafkaEngineOptions } from './engine/kafka/engine.ts';
 import type {
   AppendRecord,
   CommittedOffset,
@@ -43,6 +44,8 @@ export interface ConnectOptions {
   logger?: Logger;
   /** Settings of the embedded engine. */
   embedded?: EmbeddedEngineOptions;
+  /** Settings of the Kafka engine (SASL, TLS, timeouts). */
+  kafka?: KafkaEngineOptions;
 }
 
 /** Headers as callers give them: an object, or ordered pairs when a name repeats. */
@@ -627,6 +630,7 @@ function codecsOf(topic: TopicInput): { name: string; value: Codec<unknown>; key
 export async function connect(url?: string, options: ConnectOptions = {}): Promise<Eventline> {
   const engine = await openEngine(url ?? process.env.EVENTLINE_URL ?? DEFAULT_URL, {
     ...(options.embedded ? { embedded: options.embedded } : {}),
+    kafka: { clientId: options.clientId ?? 'eventline', ...options.kafka },
   });
   return new Eventline(engine, options);
 }

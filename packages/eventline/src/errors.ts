@@ -49,6 +49,14 @@ export const ERROR_CODES = {
   EVENTLINE_ERR_GROUP_NOT_EMPTY: { retryable: false, summary: 'The consumer group has live members.' },
   EVENTLINE_ERR_UNSUPPORTED: { retryable: false, summary: 'The engine does not support the operation.' },
   EVENTLINE_ERR_TIMEOUT: { retryable: true, summary: 'An operation did not finish in time.' },
+  EVENTLINE_ERR_NOT_AUTHORIZED: {
+    retryable: false,
+    summary: 'The engine refused the credentials or the operation.',
+  },
+  EVENTLINE_ERR_ENGINE: {
+    retryable: false,
+    summary: 'The engine reported an error with no more specific code.',
+  },
   EVENTLINE_ERR_INTERNAL: { retryable: false, summary: 'An invariant was broken; this is a bug.' },
 } as const satisfies Record<string, { retryable: boolean; summary: string }>;
 

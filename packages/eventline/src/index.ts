@@ -22,6 +22,7 @@ export {
 } from './client.ts';
 export { bytes, type Codec, type JsonCodecOptions, json, string } from './codec.ts';
 export type { EmbeddedEngineOptions } from './engine/embedded/engine.ts';
+export type { KafkaEngineOptions } from './engine/kafka/engine.ts';
 export type {
   CommittedOffset,
   Engine,

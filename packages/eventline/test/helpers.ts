@@ -14,13 +14,13 @@ export async function waitFor<T>(
   check: () => T | Promise<T>,
   timeoutMs = 15_000,
   everyMs = 20,
-): Promise<T> {
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
     try {
       const v = await check();
-      if (v) return v;
+      if (v) return v as NonNullable<T>;
     } catch (err) {
       last = err;
     }

@@ -1,10 +1,11 @@
-import { fail } from '../errors.ts';
 import type { EmbeddedEngineOptions } from './embedded/engine.ts';
+import type { KafkaEngineOptions } from './kafka/engine.ts';
 import type { Engine } from './types.ts';
 import { parseEngineUrl } from './url.ts';
 
 export interface EngineOptions {
   embedded?: EmbeddedEngineOptions;
+  kafka?: KafkaEngineOptions;
 }
 
 /** Opens the engine a URL names. Engine modules load lazily, so a process only pays for its own. */
@@ -14,5 +15,6 @@ export async function openEngine(url: string, options: EngineOptions = {}): Prom
     const { EmbeddedEngine } = await import('./embedded/engine.ts');
     return EmbeddedEngine.open(parsed.path, options.embedded);
   }
-  return fail('EVENTLINE_ERR_UNSUPPORTED', 'the Kafka engine is not available in this build yet');
+  const { KafkaEngine } = await import('./kafka/engine.ts');
+  return KafkaEngine.open(parsed, options.kafka);
 }

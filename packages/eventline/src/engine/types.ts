@@ -93,7 +93,8 @@ export interface GroupPartitionInfo extends TopicPartition {
 export interface GroupDescription {
   group: string;
   state: GroupState;
-  generation: number;
+  /** The group's generation, where the engine reports it (Kafka's DescribeGroups does not). */
+  generation?: number;
   members: GroupMemberInfo[];
   partitions: GroupPartitionInfo[];
 }
@@ -120,7 +121,14 @@ export interface GroupMemberOptions {
 
 /** Records fetched for one partition, in offset order. */
 export interface FetchedBatch extends TopicPartition {
+  /** May be empty when only transaction markers were passed. */
   records: StoredRecord[];
+  /**
+   * The position after this batch: one past its last record, or further when the engine skipped
+   * entries that are not records (Kafka's transaction markers). A consumer that handled the whole
+   * batch commits this, so no marker is left behind as lag.
+   */
+  nextOffset: number;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { bytes, type Codec, string } from '../codec.ts';
-import type { Engine, GroupMember, StoredRecord, TopicPartition } from '../engine/types.ts';
+import type { Engine, FetchedBatch, GroupMember, StoredRecord, TopicPartition } from '../engine/types.ts';
 import { EventlineError, fail, isEventlineError } from '../errors.ts';
 import { decodeMessage, type Message } from '../message.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -150,7 +150,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   #commitTimer: NodeJS.Timeout | undefined;
   readonly #member: GroupMember;
   #parts = new Map<string, PartitionState>();
-  #ready: [PartitionState, StoredRecord[]][] = [];
+  #ready: [PartitionState, FetchedBatch][] = [];
   #inflight = 0;
   #slotWaiters: (() => void)[] = [];
   #pausedAll = false;
@@ -288,7 +288,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
           if (st === undefined || st.gone) continue;
           st.busy = true;
           this.#member.pause([st]);
-          this.#ready.push([st, b.records]);
+          this.#ready.push([st, b]);
         }
         this.#pump();
       } catch (err) {
@@ -301,13 +301,13 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
 
   #pump(): void {
     while (this.#inflight < this.#concurrency && this.#ready.length > 0) {
-      const [st, records] = this.#ready.shift()!;
+      const [st, batch] = this.#ready.shift()!;
       if (st.gone) {
         this.#settle(st);
         continue;
       }
       this.#inflight++;
-      void this.#process(st, records).finally(() => {
+      void this.#process(st, batch).finally(() => {
         this.#inflight--;
         this.#settle(st);
         this.#pump();
@@ -339,8 +339,15 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     return { signal: st.abort.signal, attempt, group: this.group, memberId: this.#member.memberId };
   }
 
-  async #process(st: PartitionState, records: StoredRecord[]): Promise<void> {
+  async #process(st: PartitionState, batch: FetchedBatch): Promise<void> {
+    const { records } = batch;
     const codecs = this.#codecs.get(st.topic)!;
+    if (records.length === 0) {
+      // Only markers were passed: move the committed position past them.
+      st.processed = batch.nextOffset;
+      this.#scheduleCommit();
+      return;
+    }
     if (this.#batchHandler) {
       const messages: Message<unknown, unknown>[] = [];
       let poison: [StoredRecord, unknown] | undefined;
@@ -362,7 +369,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
           return;
         }
         // Record progress even when the partition is being revoked: the revoke commits it.
-        st.processed = messages[messages.length - 1]!.offset + 1;
+        st.processed = poison === undefined ? batch.nextOffset : messages[messages.length - 1]!.offset + 1;
         st.failedOffset = -1;
         if (st.gone) return;
       }
@@ -377,6 +384,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
       return;
     }
     const handler = this.#handler!;
+    let failed = false;
     for (const r of records) {
       if (st.gone || this.#stopping) break;
       const attempt = st.failedOffset === r.offset ? st.attempt + 1 : 1;
@@ -393,12 +401,15 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         }
       } catch (err) {
         this.#failed(st, r.offset, err, attempt);
+        failed = true;
         break;
       }
       // Record progress even when the partition is being revoked: the revoke commits it.
       st.processed = r.offset + 1;
       st.failedOffset = -1;
     }
+    // Handled to the end: commit the batch's position, past any markers that followed its records.
+    if (!failed && st.processed === records[records.length - 1]!.offset + 1) st.processed = batch.nextOffset;
     this.#scheduleCommit();
   }
 

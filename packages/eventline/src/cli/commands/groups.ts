@@ -29,7 +29,7 @@ export const commands: Command[] = [
       out.record(
         d,
         [
-          `Group: ${d.group}   state: ${d.state}   generation: ${d.generation}   members: ${d.members.length}`,
+          `Group: ${d.group}   state: ${d.state}   generation: ${d.generation ?? '-'}   members: ${d.members.length}`,
           '',
           table(
             ['TOPIC', 'PARTITION', 'COMMITTED', 'END', 'LAG', 'OWNER'],

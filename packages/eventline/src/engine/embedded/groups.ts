@@ -556,7 +556,7 @@ class EmbeddedGroupMember implements GroupMember {
       if (records.length === 0) continue;
       o.position = records[records.length - 1]!.offset + 1;
       budget -= records.length;
-      out.push({ topic: o.topic, partition: o.partition, records });
+      out.push({ topic: o.topic, partition: o.partition, records, nextOffset: o.position });
     }
     return out;
   }

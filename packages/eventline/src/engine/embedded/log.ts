@@ -8,7 +8,8 @@ import type {
   StoredRecord,
   TopicDescription,
 } from '../types.ts';
-import { decodeBatch, recordSize } from './batch-format.ts';
+import { validateRecords } from '../validate.ts';
+import { decodeBatch } from './batch-format.ts';
 import type { ChangeNotifier } from './notifier.ts';
 import { createPartitionTables, dropPartitionTables, logTable } from './schema.ts';
 import { asBuffer, read, sqliteCode, wrapSqliteError, writeTransaction } from './sqlite.ts';
@@ -231,37 +232,15 @@ export class EmbeddedLog {
 
   /** Checks records against a topic's partitions and limits; throws the first problem found. */
   validate(meta: TopicMeta, records: AppendRecord[]): void {
-    for (const r of records) {
-      if (!Number.isInteger(r.partition) || r.partition < 0 || r.partition >= meta.partitions) {
-        fail(
-          'EVENTLINE_ERR_UNKNOWN_PARTITION',
-          `topic ${meta.name} has no partition ${r.partition} (it has ${meta.partitions})`,
-          { details: { topic: meta.name, partition: r.partition } },
-        );
-      }
-      const size = recordSize(r.key, r.value, r.headers);
-      if (size > meta.config.maxMessageBytes) {
-        fail(
-          'EVENTLINE_ERR_MESSAGE_TOO_LARGE',
-          `a record of ${size} bytes exceeds topic ${meta.name}'s maximum message size of ${meta.config.maxMessageBytes} bytes`,
-          { details: { topic: meta.name, size, limit: meta.config.maxMessageBytes } },
-        );
-      }
-      if (meta.config.cleanupPolicy === 'compact' && r.key === null) {
-        fail('EVENTLINE_ERR_INVALID_RECORD', `topic ${meta.name} is compacted: every record needs a key`, {
-          details: { topic: meta.name },
-        });
-      }
-      if (!Number.isSafeInteger(r.timestamp) || r.timestamp < 0) {
-        fail(
-          'EVENTLINE_ERR_INVALID_RECORD',
-          `record timestamp ${r.timestamp} is not a time in milliseconds`,
-          {
-            details: { topic: meta.name },
-          },
-        );
-      }
-    }
+    validateRecords(
+      meta.name,
+      {
+        partitions: meta.partitions,
+        maxMessageBytes: meta.config.maxMessageBytes,
+        compacted: meta.config.cleanupPolicy === 'compact',
+      },
+      records,
+    );
   }
 
   #partitionStatements(topicId: number, partition: number): PartitionStatements {

@@ -5,7 +5,7 @@ import type { CaseContext, ConformanceCase } from '../suite.ts';
 
 /** Asks the engine to run retention and compaction now; engines that do it on their own schedule get time. */
 async function maintain<T>(ctx: CaseContext, what: string, check: () => Promise<T | undefined>): Promise<T> {
-  return waitFor<T | undefined>(
+  return waitFor(
     what,
     async () => {
       await ctx.bus.engine.runMaintenance();
