@@ -32,7 +32,7 @@ const HEADERS = randomBytes(190);
  * Lets the disk finish the previous test's writes (the OS writes dirty pages back lazily), so one
  * test's leftovers are not billed to the next.
  */
-async function settle(): Promise<void> {
+export async function settle(): Promise<void> {
   spawnSync('sync');
   await new Promise((r) => setTimeout(r, 1500));
 }
@@ -127,7 +127,7 @@ async function rawScan(n: number): Promise<number> {
 
 // ---- Eventline --------------------------------------------------------------------------------
 
-async function eventlinePublish(n: number): Promise<number> {
+export async function eventlinePublish(n: number): Promise<number> {
   return withBus(async (bus) => {
     const t = topic('bench.publish');
     await bus.ensureTopics([t]);
@@ -155,7 +155,7 @@ async function eventlineConcurrent(n: number, publishers: number): Promise<numbe
   });
 }
 
-async function eventlineConsume(n: number): Promise<number> {
+export async function eventlineConsume(n: number): Promise<number> {
   return withBus(async (bus) => {
     const t = topic('bench.consume');
     await bus.ensureTopics([t]);

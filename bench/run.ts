@@ -2,7 +2,7 @@
  * `npm run bench [-- SUITE...] [--quick]`: runs benchmark suites and prints one JSON document on
  * stdout (progress goes to stderr). Results are also written to bench/results/.
  *
- * Suites: embedded (default).
+ * Suites: embedded (default), kafka (starts a local broker unless KAFKA_BROKERS is set).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -20,8 +20,11 @@ for (const suite of chosen) {
   if (suite === 'embedded') {
     const { runEmbedded } = await import('./embedded.ts');
     results.embedded = await runEmbedded({ quick });
+  } else if (suite === 'kafka') {
+    const { runKafka } = await import('./kafka.ts');
+    results.kafka = await runKafka({ quick });
   } else {
-    process.stderr.write(`unknown benchmark suite: ${suite} (known: embedded)\n`);
+    process.stderr.write(`unknown benchmark suite: ${suite} (known: embedded, kafka)\n`);
     process.exit(2);
   }
 }

@@ -66,6 +66,15 @@ export interface PublishOptions<K = string> {
   type?: string;
 }
 
+export interface PublishBatchOptions {
+  /**
+   * Default true: every record of the batch is stored, or none is. `false` lets the Kafka engine
+   * store each partition's records on their own, without a transaction (faster; a failure may
+   * leave some partitions written). The embedded engine is always atomic.
+   */
+  atomic?: boolean;
+}
+
 export interface BatchItem<V, K = string> extends PublishOptions<K> {
   /** The value; `null` writes a tombstone (compacted topics; needs a key). */
   value: V | null;
@@ -211,7 +220,8 @@ export class Eventline {
   }
 
   /**
-   * Publishes records atomically: all of them are stored, durably, or none is. Every record gets
+   * Publishes records atomically (unless `{ atomic: false }`): all of them are stored, durably, or
+   * none is. On Kafka a batch spanning partitions or record batches is a transaction. Every record gets
    * CloudEvents headers (`ce_id`, `ce_type`, `ce_source`, `ce_time`, `ce_specversion`) and a
    * `content-type` from the value codec, unless the caller sets them. Keys choose partitions with
    * Kafka's murmur2 partitioner; keyless records go round-robin.
@@ -220,7 +230,11 @@ export class Eventline {
    * EVENTLINE_ERR_UNKNOWN_PARTITION, EVENTLINE_ERR_MESSAGE_TOO_LARGE, EVENTLINE_ERR_INVALID_RECORD,
    * EVENTLINE_ERR_ENGINE_BUSY; in every case nothing of the batch is stored.
    */
-  async publishBatch<V, K>(topic: Topic<V, K>, items: readonly BatchItem<V, K>[]): Promise<PublishResult[]> {
+  async publishBatch<V, K>(
+    topic: Topic<V, K>,
+    items: readonly BatchItem<V, K>[],
+    options: PublishBatchOptions = {},
+  ): Promise<PublishResult[]> {
     this.#check();
     if (!Array.isArray(items)) fail('EVENTLINE_ERR_INVALID_ARGUMENT', 'publishBatch: items must be an array');
     if (items.length === 0) return [];
@@ -273,7 +287,7 @@ export class Eventline {
         headers: item.headers === undefined ? headers : withUserHeaders(topic.name, headers, item.headers),
       };
     }
-    const results = await this.#engine.append(topic.name, records);
+    const results = await this.#engine.append(topic.name, records, options);
     const out: PublishResult[] = new Array(n);
     for (let i = 0; i < n; i++) {
       out[i] = {

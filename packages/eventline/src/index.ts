@@ -10,6 +10,7 @@ export {
   Eventline,
   type FollowOptions,
   type HeadersInput,
+  type PublishBatchOptions,
   type PublishOptions,
   type PublishResult,
   Reader,

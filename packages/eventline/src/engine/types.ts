@@ -26,6 +26,11 @@ export interface AppendRecord {
   timestamp: number;
 }
 
+export interface AppendOptions {
+  /** Default true. */
+  atomic?: boolean;
+}
+
 export interface AppendResult {
   partition: number;
   offset: number;
@@ -194,8 +199,12 @@ export interface Engine {
   /** Start and end offsets of some (default: all) partitions of a topic (Kafka's ListOffsets). */
   listOffsets(topic: string, partitions?: number[]): Promise<PartitionOffsets[]>;
 
-  /** Appends atomically: every record is stored and durable, or none is. */
-  append(topic: string, records: AppendRecord[]): Promise<AppendResult[]>;
+  /**
+   * Appends every record durably. Atomic by default: all records are stored, or none is. With
+   * `atomic: false` an engine may store the records of each partition separately (Kafka then
+   * needs no transaction); the embedded engine is always atomic.
+   */
+  append(topic: string, records: AppendRecord[], options?: AppendOptions): Promise<AppendResult[]>;
   /** Records of one partition from `offset` on (gaps from compaction are skipped). */
   fetch(topic: string, partition: number, offset: number, options: FetchOptions): Promise<StoredRecord[]>;
   /** The first offset whose timestamp is at or after `timestamp`, or the end offset if none is. */

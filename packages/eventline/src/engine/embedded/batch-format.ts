@@ -25,7 +25,8 @@ export interface EncodableRecord {
 
 const nameCache = new Map<string, Buffer>();
 
-function headerName(name: string): Buffer {
+/** A header name as UTF-8 bytes; the common names are cached. */
+export function headerName(name: string): Buffer {
   let b = nameCache.get(name);
   if (b === undefined) {
     b = Buffer.from(name, 'utf8');

@@ -12,6 +12,7 @@ import { EventlineError, fail } from '../../errors.ts';
 import { DEFAULT_TOPIC_CONFIG, type TopicConfig, type TopicSpec } from '../../topic.ts';
 import { partitionKey } from '../embedded/assignor.ts';
 import type {
+  AppendOptions,
   AppendRecord,
   AppendResult,
   CommittedOffset,
@@ -27,12 +28,13 @@ import type {
   PartitionOffsets,
   StoredRecord,
   TopicDescription,
+  TopicPartition,
 } from '../types.ts';
 import type { EngineUrl } from '../url.ts';
 import { KafkaAppender, type TopicLimits } from './appender.ts';
 import { DESCRIBED_CONFIGS, fromKafkaConfigs, toKafkaConfigs } from './config.ts';
 import { kafkaErrorIds, wrapKafkaError } from './errors.ts';
-import { KafkaGroupMember, listBounds } from './member.ts';
+import { KafkaGroupMember, listBounds, listEnds } from './member.ts';
 import { recordsFromBatches } from './records.ts';
 
 export interface KafkaEngineOptions {
@@ -64,6 +66,22 @@ const STATES: Record<string, GroupState> = {
 };
 
 /**
+ * Waits between a client's retries: 250 ms, except after CONCURRENT_TRANSACTIONS, which a broker
+ * answers while it still writes the markers of the transaction before, for a few milliseconds:
+ * waiting 250 ms (or the client's default of a second) there would make every transaction slow.
+ */
+function retryDelay(
+  _client: unknown,
+  _operation: string,
+  attempt: number,
+  _retries: number,
+  error: Error,
+): number {
+  if (kafkaErrorIds(error).includes('CONCURRENT_TRANSACTIONS')) return Math.min(5 * 2 ** (attempt - 1), 250);
+  return 250;
+}
+
+/**
  * The Kafka engine: the engine contract on Apache Kafka (3.5 to 4.2) through @platformatic/kafka.
  * Topics map to topic configs, appends go through an idempotent producer with acks=all (and a
  * transactional one for atomic batches), consumers read committed data only.
@@ -92,6 +110,7 @@ export class KafkaEngine implements Engine {
       clientOptions: client,
       transactionTimeoutMs: this.#options.transactionTimeoutMs,
       limits: (topic) => this.#topicLimits(topic),
+      visible: (written) => this.#awaitVisible(written),
     });
   }
 
@@ -113,7 +132,7 @@ export class KafkaEngine implements Engine {
       requestTimeout: options.requestTimeoutMs ?? 30_000,
       timeout: options.requestTimeoutMs ?? 30_000,
       retries: 3,
-      retryDelay: 250,
+      retryDelay,
       ...(sasl ? { sasl } : {}),
       ...(tls ? { tls: tls === true ? {} : tls } : {}),
     };
@@ -125,6 +144,18 @@ export class KafkaEngine implements Engine {
       throw wrapKafkaError(err, `connecting to ${engine.displayUrl}`);
     }
     return engine;
+  }
+
+  /** Waits (at most 2 s) until the end offsets of committed data are past these records. */
+  async #awaitVisible(written: (TopicPartition & { offset: number })[]): Promise<void> {
+    const deadline = Date.now() + 2000;
+    let pending = written;
+    for (let wait = 1; pending.length > 0; wait = Math.min(wait * 2, 50)) {
+      const ends = await listEnds(this.#admin, pending);
+      pending = pending.filter((w) => (ends.get(partitionKey(w.topic, w.partition)) ?? 0) <= w.offset);
+      if (pending.length === 0 || Date.now() > deadline) return;
+      await new Promise((r) => setTimeout(r, wait));
+    }
   }
 
   #check(): void {
@@ -353,10 +384,10 @@ export class KafkaEngine implements Engine {
 
   // ---- records -------------------------------------------------------------------------------
 
-  append(topic: string, records: AppendRecord[]): Promise<AppendResult[]> {
+  append(topic: string, records: AppendRecord[], options: AppendOptions = {}): Promise<AppendResult[]> {
     if (this.#closed)
       return Promise.reject(new EventlineError('EVENTLINE_ERR_CLOSED', 'the engine is closed'));
-    return this.#appender.append(topic, records);
+    return this.#appender.append(topic, records, options.atomic !== false);
   }
 
   #readerConsumer(): Consumer<Buffer, Buffer, Buffer, Buffer> {

@@ -65,7 +65,10 @@ export class KafkaGroupMember implements GroupMember {
   readonly #o: GroupMemberOptions;
   readonly #deps: KafkaMemberDeps;
   readonly #consumer: Consumer<Buffer, Buffer, Buffer, Buffer>;
-  readonly #pool: ConnectionPool;
+  /** Commits go on connections of their own, so they never queue behind a fetch waiting at a broker. */
+  readonly #commitPool: ConnectionPool;
+  /** So do fetches: a broker answers one request per connection at a time, and group calls must not wait. */
+  readonly #fetchPool: ConnectionPool;
   #owned = new Map<string, Owned>();
   #buffer = new Map<string, StoredRecord[]>();
   #paused = new Set<string>();
@@ -95,8 +98,12 @@ export class KafkaGroupMember implements GroupMember {
       retries: 2,
       retryDelay: 200,
     });
-    this.#pool = new ConnectionPool(
+    this.#commitPool = new ConnectionPool(
       `${deps.clientOptions.clientId}-commits`,
+      connectionOptions(deps.clientOptions),
+    );
+    this.#fetchPool = new ConnectionPool(
+      `${deps.clientOptions.clientId}-fetches`,
       connectionOptions(deps.clientOptions),
     );
     this.#consumer.on('consumer:group:join', (payload) => {
@@ -388,6 +395,7 @@ export class KafkaGroupMember implements GroupMember {
         maxWaitTime: FETCH_WAIT_MS,
         minBytes: 1,
         maxBytes: 8 * 1024 * 1024,
+        connectionPool: this.#fetchPool,
       });
     } catch (err) {
       if (kafkaErrorIds(err).includes('OFFSET_OUT_OF_RANGE')) await this.#resetOutOfRange(asked);
@@ -484,7 +492,7 @@ export class KafkaGroupMember implements GroupMember {
     }));
     try {
       this.#coordinator ??= await this.#findCoordinator();
-      const connection = await this.#pool.get(this.#coordinator);
+      const connection = await this.#commitPool.get(this.#coordinator);
       await offsetCommitV8.api.async(
         connection,
         group,
@@ -547,15 +555,39 @@ export class KafkaGroupMember implements GroupMember {
     this.#closed = true;
     clearInterval(this.#metadataTimer);
     this.#wake();
-    await Promise.allSettled([...this.#inflight.values()]);
+    // A fetch still waiting at the broker is not waited for: with nothing owned, its records are dropped.
     this.#owned.clear();
     try {
       await this.#consumer.leaveGroup();
     } catch {
       // the broker evicts the member after its session timeout anyway
     }
-    await Promise.allSettled([this.#consumer.close(true), this.#pool.close()]);
+    await Promise.allSettled([this.#consumer.close(true), this.#commitPool.close(), this.#fetchPool.close()]);
   }
+}
+
+/** First offsets (timestamp -2) or end offsets of committed data (-1) of partitions, from the brokers. */
+async function listOffsetsAt(
+  admin: Admin,
+  tps: TopicPartition[],
+  timestamp: bigint,
+): Promise<Map<string, number>> {
+  const topics = await admin.listOffsets({
+    topics: [...Map.groupBy(tps, (tp) => tp.topic)].map(([name, list]) => ({
+      name,
+      partitions: list.map((tp) => ({ partitionIndex: tp.partition, timestamp })),
+    })),
+    isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+  });
+  const out = new Map<string, number>();
+  for (const t of topics)
+    for (const p of t.partitions) out.set(partitionKey(t.name, p.partitionIndex), Number(p.offset));
+  return out;
+}
+
+/** End offsets of committed data (the last stable offsets) of partitions. */
+export function listEnds(admin: Admin, tps: TopicPartition[]): Promise<Map<string, number>> {
+  return listOffsetsAt(admin, tps, -1n);
 }
 
 /** Start and end (committed data) offsets of partitions, from the brokers. */
@@ -563,26 +595,9 @@ export async function listBounds(
   admin: Admin,
   tps: TopicPartition[],
 ): Promise<Map<string, { start: number; end: number }>> {
-  const byTopic = [...Map.groupBy(tps, (tp) => tp.topic)];
-  const ask = (timestamp: bigint) =>
-    admin.listOffsets({
-      topics: byTopic.map(([name, list]) => ({
-        name,
-        partitions: list.map((tp) => ({ partitionIndex: tp.partition, timestamp })),
-      })),
-      isolationLevel: FetchIsolationLevels.READ_COMMITTED,
-    });
-  const [earliest, latest] = await Promise.all([ask(-2n), ask(-1n)]);
+  const [starts, ends] = await Promise.all([listOffsetsAt(admin, tps, -2n), listEnds(admin, tps)]);
   const out = new Map<string, { start: number; end: number }>();
-  for (const t of earliest)
-    for (const p of t.partitions)
-      out.set(partitionKey(t.name, p.partitionIndex), { start: Number(p.offset), end: 0 });
-  for (const t of latest) {
-    for (const p of t.partitions) {
-      const b = out.get(partitionKey(t.name, p.partitionIndex));
-      if (b) b.end = Number(p.offset);
-    }
-  }
+  for (const [key, start] of starts) out.set(key, { start, end: ends.get(key) ?? start });
   return out;
 }
 
