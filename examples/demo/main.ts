@@ -33,9 +33,11 @@ say(
   'Two producers and two consumers start now; a third consumer joins after 8 s and the first leaves after 16 s.',
 );
 say('Look at it from another terminal while it runs:');
-say(`  npx eventline topics describe ${orders.name}`);
-say(`  npx eventline groups describe ${GROUP}`);
-say(`  npx eventline consume ${orders.name} --from-beginning --max 5`);
+// The CLI finds the default database by itself; any other engine is named.
+const cli = url === DEFAULT_URL ? 'npx eventline' : `npx eventline --url ${url}`;
+say(`  ${cli} topics describe ${orders.name}`);
+say(`  ${cli} groups describe ${GROUP}`);
+say(`  ${cli} consume ${orders.name} --from-beginning --max 5`);
 say(duration === undefined ? 'Press Ctrl-C to stop.\n' : `Stopping after ${duration} s.\n`);
 
 const children = new Map<string, ChildProcess>();
@@ -81,7 +83,7 @@ async function shutdown(): Promise<void> {
   say(
     `Done. Group ${GROUP} is ${d.state} with ${lag} record(s) not yet billed; run npm start again to continue.`,
   );
-  say(`Inspect it: npx eventline groups describe ${GROUP}`);
+  say(`Inspect it: ${cli} groups describe ${GROUP}`);
 }
 
 process.once('SIGINT', () => void shutdown());
