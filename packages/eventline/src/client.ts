@@ -12,6 +12,7 @@ import type {
   TopicDescription,
 } from './engine/types.ts';
 import { DEFAULT_URL } from './engine/url.ts';
+import { refuse } from './engine/validate.ts';
 import { EventlineError, fail, isEventlineError } from './errors.ts';
 import { decodeMessage, type Message } from './message.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
@@ -498,9 +499,7 @@ export class Admin {
     for (const partition of chosen) {
       const bounds = d.partitions.find((p) => p.partition === partition);
       if (bounds === undefined) {
-        fail('EVENTLINE_ERR_UNKNOWN_PARTITION', `topic ${options.topic} has no partition ${partition}`, {
-          details: { topic: options.topic, partition },
-        });
+        throw refuse.unknownPartition(options.topic, partition, d.partitions.length);
       }
       offsets.push({
         topic: options.topic,

@@ -1,4 +1,6 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { bytes, type Codec, string } from '../codec.ts';
+import { partitionKey } from '../engine/assignor.ts';
 import type { Engine, FetchedBatch, GroupMember, StoredRecord, TopicPartition } from '../engine/types.ts';
 import { EventlineError, fail, isEventlineError } from '../errors.ts';
 import { decodeMessage, type Message } from '../message.ts';
@@ -121,7 +123,6 @@ interface PartitionState extends TopicPartition {
   idle: (() => void)[];
 }
 
-const tpKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
 const BYTES = bytes();
 const STRING = string();
 
@@ -263,7 +264,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
           void this.stop();
           throw err;
         }
-        await delay(Math.min(100 * 2 ** attempt, 5000));
+        await sleep(Math.min(100 * 2 ** attempt, 5000));
       }
     }
     void this.#loop();
@@ -284,7 +285,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         });
         failures = 0;
         for (const b of batches) {
-          const st = this.#parts.get(tpKey(b.topic, b.partition));
+          const st = this.#parts.get(partitionKey(b.topic, b.partition));
           if (st === undefined || st.gone) continue;
           st.busy = true;
           this.#member.pause([st]);
@@ -294,7 +295,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
       } catch (err) {
         if (this.#stopping) break;
         this.#report(err, {});
-        await delay(Math.min(100 * 2 ** failures++, 5000));
+        await sleep(Math.min(100 * 2 ** failures++, 5000));
       }
     }
   }
@@ -333,6 +334,13 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     const idle = st.idle;
     st.idle = [];
     for (const fn of idle) fn();
+  }
+
+  /** Moves a partition's position now, or once the batch it is handling is done. */
+  #seekWhenIdle(st: PartitionState, offset: number): void {
+    if (st.gone) return;
+    if (st.busy) st.pendingSeek = offset;
+    else this.#member.seek(st, offset);
   }
 
   #context(st: PartitionState, attempt: number): HandlerContext {
@@ -465,7 +473,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
 
   #assigned(tps: TopicPartition[]): void {
     for (const tp of tps) {
-      const key = tpKey(tp.topic, tp.partition);
+      const key = partitionKey(tp.topic, tp.partition);
       const st: PartitionState = {
         ...tp,
         key,
@@ -482,16 +490,11 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         idle: [],
       };
       this.#parts.set(key, st);
-      const seek = this.#pendingSeeks.get(key) ?? this.#pendingSeeks.get(tpKey(tp.topic, -1));
+      const seek = this.#pendingSeeks.get(key) ?? this.#pendingSeeks.get(partitionKey(tp.topic, -1));
       this.#pendingSeeks.delete(key);
       if (seek !== undefined) {
         void this.#resolveOffset(tp, seek).then(
-          (offset) => {
-            if (!st.gone) {
-              if (st.busy) st.pendingSeek = offset;
-              else this.#member.seek(tp, offset);
-            }
-          },
+          (offset) => this.#seekWhenIdle(st, offset),
           (err) => this.#report(err, tp),
         );
       }
@@ -501,7 +504,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
 
   async #revoked(tps: TopicPartition[]): Promise<void> {
     const states = tps
-      .map((tp) => this.#parts.get(tpKey(tp.topic, tp.partition)))
+      .map((tp) => this.#parts.get(partitionKey(tp.topic, tp.partition)))
       .filter((s) => s !== undefined);
     for (const st of states) {
       st.gone = true;
@@ -516,7 +519,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
 
   #lost(tps: TopicPartition[]): void {
     for (const tp of tps) {
-      const st = this.#parts.get(tpKey(tp.topic, tp.partition));
+      const st = this.#parts.get(partitionKey(tp.topic, tp.partition));
       if (st === undefined) continue;
       st.gone = true;
       clearTimeout(st.backoffTimer);
@@ -605,7 +608,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
           if (paused) this.#pausedTopics.add(t);
           else this.#pausedTopics.delete(t);
         } else {
-          const key = tpKey(t.topic, t.partition);
+          const key = partitionKey(t.topic, t.partition);
           if (paused) this.#pausedParts.add(key);
           else this.#pausedParts.delete(key);
         }
@@ -651,14 +654,12 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     const owned = [...this.#parts.values()].filter(
       (st) => st.topic === topic && (target.partition === undefined || st.partition === target.partition),
     );
-    if (target.partition === undefined) this.#pendingSeeks.set(tpKey(topic, -1), where);
-    else if (owned.length === 0) this.#pendingSeeks.set(tpKey(topic, target.partition), where);
+    if (target.partition === undefined) this.#pendingSeeks.set(partitionKey(topic, -1), where);
+    else if (owned.length === 0) this.#pendingSeeks.set(partitionKey(topic, target.partition), where);
     for (const st of owned) {
       const offset = await this.#resolveOffset(st, where);
       st.failedOffset = -1;
-      if (st.gone) continue;
-      if (st.busy) st.pendingSeek = offset;
-      else this.#member.seek(st, offset);
+      this.#seekWhenIdle(st, offset);
     }
   }
 
@@ -706,8 +707,4 @@ function positive(n: number, field: string): number {
   if (!Number.isInteger(n) || n < 1)
     fail('EVENTLINE_ERR_INVALID_ARGUMENT', `subscribe: ${field} must be a positive integer`);
   return n;
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

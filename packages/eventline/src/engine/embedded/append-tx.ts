@@ -4,6 +4,7 @@
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { EventlineError } from '../../errors.ts';
+import { refuse } from '../validate.ts';
 import { logTable } from './schema.ts';
 
 export interface AppendChunk {
@@ -82,11 +83,7 @@ export function writeUnits(db: DatabaseSync, units: readonly AppendUnit[]): Unit
     if (missing !== undefined) {
       outcomes.push({
         id: unit.id,
-        error: new EventlineError(
-          'EVENTLINE_ERR_UNKNOWN_PARTITION',
-          `topic ${unit.topic} has no partition ${missing.partition} (it has ${topic.partitions})`,
-          { details: { topic: unit.topic, partition: missing.partition } },
-        ),
+        error: refuse.unknownPartition(unit.topic, missing.partition, Number(topic.partitions)),
       });
       continue;
     }

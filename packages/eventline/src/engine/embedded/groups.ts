@@ -1,7 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { DatabaseSync } from 'node:sqlite';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { EventlineError, fail } from '../../errors.ts';
+import { assignPartitions, partitionKey } from '../assignor.ts';
+import { OwnedPartitions } from '../owned.ts';
 import type {
   CommittedOffset,
   FetchedBatch,
@@ -11,7 +14,7 @@ import type {
   GroupPartitionInfo,
   TopicPartition,
 } from '../types.ts';
-import { assignPartitions, partitionKey } from './assignor.ts';
+import { refuse } from '../validate.ts';
 import type { EmbeddedLog } from './log.ts';
 import type { ChangeNotifier } from './notifier.ts';
 import { read, writeTransaction } from './sqlite.ts';
@@ -194,7 +197,7 @@ export class EmbeddedGroups {
         | undefined;
       const offsets = this.groupOffsets(group);
       if (g === undefined && offsets.length === 0) {
-        fail('EVENTLINE_ERR_UNKNOWN_GROUP', `consumer group ${group} does not exist`, { details: { group } });
+        throw refuse.unknownGroup(group);
       }
       const now = Date.now();
       const members = this.#db
@@ -262,13 +265,7 @@ export class EmbeddedGroups {
           'SELECT count(*) AS n FROM el_members WHERE grp = ? AND heartbeat_at + session_timeout_ms >= ?',
         )
         .get(group, now) as { n: number };
-      if (Number(live.n) > 0) {
-        fail(
-          'EVENTLINE_ERR_GROUP_NOT_EMPTY',
-          `consumer group ${group} has ${live.n} live member(s); stop them before resetting offsets`,
-          { details: { group, members: Number(live.n) } },
-        );
-      }
+      if (Number(live.n) > 0) throw refuse.groupNotEmpty(group, Number(live.n));
       this.evictExpired(group, now);
       this.#db
         .prepare('INSERT INTO el_groups (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING')
@@ -291,15 +288,13 @@ class EmbeddedGroupMember implements GroupMember {
   readonly memberId: string;
   readonly #groups: EmbeddedGroups;
   readonly #options: GroupMemberOptions;
-  #owned = new Map<string, Owned>();
-  #paused = new Set<string>();
+  readonly #owned = new OwnedPartitions<Owned>();
   #joined = false;
   #closed = false;
   #lastEpoch = -1;
   #lastHeartbeat = 0;
   #syncing = false;
   #syncAgain = false;
-  #rotation = 0;
   #loop: Promise<void> | undefined;
   #stopLoop = new AbortController();
 
@@ -369,7 +364,7 @@ class EmbeddedGroupMember implements GroupMember {
         }
         if (epoch !== this.#lastEpoch) void this.#sync();
         await notifier.wait(seq, dueIn, signal);
-        await new Promise((r) => setTimeout(r, EPOCH_CHECK_INTERVAL_MS));
+        await sleep(EPOCH_CHECK_INTERVAL_MS);
       }
     }
   }
@@ -401,8 +396,7 @@ class EmbeddedGroupMember implements GroupMember {
 
   /** This member was evicted (it missed its session timeout): drop everything and join again. */
   async #rejoinAfterEviction(): Promise<void> {
-    const lost = [...this.#owned.values()].map(({ topic, partition }) => ({ topic, partition }));
-    this.#owned.clear();
+    const lost = this.#owned.clear();
     if (lost.length > 0) this.#options.onLost(lost);
     if (this.#closed) return;
     (this as { memberId: string }).memberId = `${this.#options.clientId}-${randomUUID()}`;
@@ -449,14 +443,14 @@ class EmbeddedGroupMember implements GroupMember {
     // Partitions we hold locally that the database no longer gives us: we were fenced.
     const lost = [...this.#owned.values()].filter((o) => !ownedInDb.has(o.key));
     if (lost.length > 0) {
-      for (const o of lost) this.#owned.delete(o.key);
+      this.#owned.remove(lost);
       this.#options.onLost(lost.map(({ topic, partition }) => ({ topic, partition })));
     }
     const revoke = rows
       .filter((r) => r.owner === this.memberId && r.target !== this.memberId)
       .map((r) => ({ topic: r.topic, partition: Number(r.partition) }));
     if (revoke.length > 0) {
-      for (const tp of revoke) this.#paused.add(partitionKey(tp.topic, tp.partition));
+      this.#owned.pause(revoke);
       await this.#options.onRevoked(revoke);
       await this.#groups.tx(`releasing partitions in group ${group}`, () => {
         const release = db.prepare(
@@ -465,11 +459,7 @@ class EmbeddedGroupMember implements GroupMember {
         for (const tp of revoke) release.run(group, tp.topic, tp.partition, this.memberId);
         this.#groups.bumpEpoch(group);
       });
-      for (const tp of revoke) {
-        const key = partitionKey(tp.topic, tp.partition);
-        this.#owned.delete(key);
-        this.#paused.delete(key);
-      }
+      this.#owned.remove(revoke);
     }
     const claimable = rows.filter((r) => r.target === this.memberId && r.owner === null);
     if (claimable.length > 0) {
@@ -508,7 +498,7 @@ class EmbeddedGroupMember implements GroupMember {
         if (got.length > 0) this.#groups.bumpEpoch(group);
         return got;
       });
-      for (const o of claimed) this.#owned.set(o.key, o);
+      for (const o of claimed) this.#owned.add(o);
       if (claimed.length > 0) {
         this.#options.onAssigned(claimed.map(({ topic, partition }) => ({ topic, partition })));
         this.#groups.notifier.wakeLocal();
@@ -536,13 +526,10 @@ class EmbeddedGroupMember implements GroupMember {
   }
 
   #fetchOwned(maxRecords: number, maxBytes: number | undefined): FetchedBatch[] {
-    const candidates = [...this.#owned.values()].filter((o) => !this.#paused.has(o.key));
-    if (candidates.length === 0) return [];
     const out: FetchedBatch[] = [];
     let budget = maxRecords;
-    this.#rotation = (this.#rotation + 1) % candidates.length;
-    for (let i = 0; i < candidates.length && budget > 0; i++) {
-      const o = candidates[(this.#rotation + i) % candidates.length]!;
+    for (const o of this.#owned.inTurn()) {
+      if (budget <= 0) break;
       let records: FetchedBatch['records'];
       try {
         records = this.#groups.log.fetch(o.topic, o.partition, o.position, {
@@ -588,28 +575,21 @@ class EmbeddedGroupMember implements GroupMember {
   }
 
   seek(tp: TopicPartition, offset: number): void {
-    const o = this.#owned.get(partitionKey(tp.topic, tp.partition));
-    if (o === undefined) {
-      fail(
-        'EVENTLINE_ERR_INVALID_ARGUMENT',
-        `cannot seek ${tp.topic}/${tp.partition}: it is not assigned to this member`,
-      );
-    }
-    o.position = offset;
+    this.#owned.require(tp, 'seek').position = offset;
     this.#groups.notifier.wakeLocal();
   }
 
   pause(tps: TopicPartition[]): void {
-    for (const tp of tps) this.#paused.add(partitionKey(tp.topic, tp.partition));
+    this.#owned.pause(tps);
   }
 
   resume(tps: TopicPartition[]): void {
-    for (const tp of tps) this.#paused.delete(partitionKey(tp.topic, tp.partition));
+    this.#owned.resume(tps);
     this.#groups.notifier.wakeLocal();
   }
 
   assignment(): TopicPartition[] {
-    return [...this.#owned.values()].map(({ topic, partition }) => ({ topic, partition }));
+    return this.#owned.list();
   }
 
   async leave(): Promise<void> {

@@ -1,5 +1,5 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { EventlineError, fail } from '../../errors.ts';
+import { EventlineError } from '../../errors.ts';
 import { DEFAULT_TOPIC_CONFIG, type TopicConfig, type TopicSpec } from '../../topic.ts';
 import type {
   AppendRecord,
@@ -8,7 +8,7 @@ import type {
   StoredRecord,
   TopicDescription,
 } from '../types.ts';
-import { validateRecords } from '../validate.ts';
+import { refuse, validateRecords } from '../validate.ts';
 import { decodeBatch } from './batch-format.ts';
 import type { ChangeNotifier } from './notifier.ts';
 import { createPartitionTables, dropPartitionTables, logTable } from './schema.ts';
@@ -82,15 +82,7 @@ export class EmbeddedLog {
 
   requireTopic(name: string, fresh = false): TopicMeta {
     const meta = this.topicMeta(name, fresh);
-    if (meta === undefined) {
-      fail(
-        'EVENTLINE_ERR_UNKNOWN_TOPIC',
-        `topic ${name} does not exist (create it with ensureTopics or \`eventline topics create\`)`,
-        {
-          details: { topic: name },
-        },
-      );
-    }
+    if (meta === undefined) throw refuse.unknownTopic(name);
     return meta;
   }
 
@@ -98,13 +90,7 @@ export class EmbeddedLog {
     let meta = this.requireTopic(name);
     if (partition >= meta.partitions) meta = this.requireTopic(name, true);
     if (!Number.isInteger(partition) || partition < 0 || partition >= meta.partitions) {
-      fail(
-        'EVENTLINE_ERR_UNKNOWN_PARTITION',
-        `topic ${name} has no partition ${partition} (it has ${meta.partitions})`,
-        {
-          details: { topic: name, partition },
-        },
-      );
+      throw refuse.unknownPartition(name, partition, meta.partitions);
     }
     return meta;
   }
@@ -119,11 +105,7 @@ export class EmbeddedLog {
           'INSERT INTO el_topics (name, partitions, config, created_at) VALUES (?, ?, ?, ?) RETURNING id',
         );
         for (const spec of specs) {
-          if (exists.get(spec.name)) {
-            fail('EVENTLINE_ERR_TOPIC_EXISTS', `topic ${spec.name} already exists`, {
-              details: { topic: spec.name },
-            });
-          }
+          if (exists.get(spec.name)) throw refuse.topicExists(spec.name);
           const { name, ...config } = spec;
           const { id } = insert.get(name, config.partitions, JSON.stringify(config), Date.now()) as {
             id: number;
@@ -144,11 +126,7 @@ export class EmbeddedLog {
         const meta = this.requireTopic(name, true);
         const config: TopicConfig = { ...meta.config, ...changes };
         if (config.partitions < meta.partitions) {
-          fail(
-            'EVENTLINE_ERR_INVALID_TOPIC_CONFIG',
-            `topic ${name}: partitions can only grow (has ${meta.partitions}, asked for ${config.partitions})`,
-            { details: { topic: name, setting: 'partitions' } },
-          );
+          throw refuse.partitionsCannotShrink(name, meta.partitions, config.partitions);
         }
         for (let p = meta.partitions; p < config.partitions; p++) createPartitionTables(this.#db, meta.id, p);
         this.#db
@@ -195,15 +173,7 @@ export class EmbeddedLog {
     }
     if (only !== undefined) {
       const missing = only.find((p) => !out.some((o) => o.partition === p));
-      if (missing !== undefined) {
-        fail(
-          'EVENTLINE_ERR_UNKNOWN_PARTITION',
-          `topic ${meta.name} has no partition ${missing} (it has ${meta.partitions})`,
-          {
-            details: { topic: meta.name, partition: missing },
-          },
-        );
-      }
+      if (missing !== undefined) throw refuse.unknownPartition(meta.name, missing, meta.partitions);
     }
     return out;
   }

@@ -1,5 +1,6 @@
 import { closeSync, type FSWatcher, openSync, watch, writeSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
+import { Wakeup } from '../../util/wakeup.ts';
 
 const TOUCH = Buffer.from([1]);
 
@@ -14,8 +15,7 @@ const TOUCH = Buffer.from([1]);
  * Waiters still time out, so a lost event costs at most one wait period.
  */
 export class ChangeNotifier {
-  #seq = 0;
-  #waiters = new Set<() => void>();
+  readonly #wakeup = new Wakeup();
   #watcher: FSWatcher | undefined;
   #fd: number | undefined;
 
@@ -26,7 +26,7 @@ export class ChangeNotifier {
     try {
       this.#fd = openSync(`${path}-notify`, 'w');
       this.#watcher = watch(dirname(path), { persistent: false }, (_event, filename) => {
-        if (filename === null || filename === name) this.#wake();
+        if (filename === null || filename === name) this.#wakeup.wake();
       });
       this.#watcher.on('error', () => {
         // The folder went away or the watch limit was reached: fall back to timed waits.
@@ -40,7 +40,7 @@ export class ChangeNotifier {
 
   /** A counter that moves on every change; compare before and after a read to avoid lost wake-ups. */
   get seq(): number {
-    return this.#seq;
+    return this.#wakeup.seq;
   }
 
   /** Called after this process committed: wakes local waiters and tells other processes. */
@@ -52,20 +52,12 @@ export class ChangeNotifier {
         // other processes fall back to timed waits
       }
     }
-    this.#wake();
+    this.#wakeup.wake();
   }
 
   /** Wakes this process's waiters only (a seek or resume, which other processes need not hear of). */
   wakeLocal(): void {
-    this.#wake();
-  }
-
-  #wake(): void {
-    this.#seq++;
-    if (this.#waiters.size === 0) return;
-    const waiters = [...this.#waiters];
-    this.#waiters.clear();
-    for (const wake of waiters) wake();
+    this.#wakeup.wake();
   }
 
   /**
@@ -73,18 +65,7 @@ export class ChangeNotifier {
    * `maxWaitMs`, or when the signal aborts.
    */
   wait(sinceSeq: number, maxWaitMs: number, signal?: AbortSignal): Promise<void> {
-    if (this.#seq !== sinceSeq || signal?.aborted || maxWaitMs <= 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.#waiters.delete(done);
-        signal?.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, maxWaitMs);
-      this.#waiters.add(done);
-      signal?.addEventListener('abort', done, { once: true });
-    });
+    return this.#wakeup.wait(sinceSeq, maxWaitMs, signal);
   }
 
   close(): void {
@@ -92,6 +73,6 @@ export class ChangeNotifier {
     this.#watcher = undefined;
     if (this.#fd !== undefined) closeSync(this.#fd);
     this.#fd = undefined;
-    this.#wake();
+    this.#wakeup.wake();
   }
 }

@@ -8,6 +8,7 @@ import {
   Producer,
 } from '@platformatic/kafka';
 import { EventlineError } from '../../errors.ts';
+import { partitionKey } from '../assignor.ts';
 import { headerName, recordSize } from '../embedded/batch-format.ts';
 import type { AppendRecord, AppendResult, TopicPartition } from '../types.ts';
 import { type RecordLimits, validateRecords } from '../validate.ts';
@@ -229,7 +230,7 @@ export class KafkaAppender {
       const last = new Map<string, TopicPartition & { offset: number }>();
       for (const [p, list] of results) {
         for (const r of list) {
-          const k = `${p.topic}\u0000${r.partition}`;
+          const k = partitionKey(p.topic, r.partition);
           if ((last.get(k)?.offset ?? -1) < r.offset) last.set(k, { topic: p.topic, ...r });
         }
       }
@@ -326,7 +327,7 @@ function rounds(units: Unit[]): Unit[][][] {
     if (round === undefined) out[k] = [batch];
     else round.push(batch);
   };
-  for (const list of Map.groupBy(units, (u) => `${u.topic}\u0000${u.partition}`).values()) {
+  for (const list of Map.groupBy(units, (u) => partitionKey(u.topic, u.partition)).values()) {
     let k = 0;
     let batch: Unit[] = [];
     let bytes = BATCH_OVERHEAD;
@@ -347,10 +348,10 @@ function rounds(units: Unit[]): Unit[][][] {
 /** Resolves the units of a request from the base offset the broker gave each partition. */
 function settleBatches(batches: Unit[][], result: ProduceResult): void {
   const bases = new Map<string, number>();
-  for (const o of result.offsets ?? []) bases.set(`${o.topic}\u0000${o.partition}`, Number(o.offset));
+  for (const o of result.offsets ?? []) bases.set(partitionKey(o.topic, o.partition), Number(o.offset));
   for (const batch of batches) {
     const { topic, partition } = batch[0]!;
-    let offset = bases.get(`${topic}\u0000${partition}`) ?? -1;
+    let offset = bases.get(partitionKey(topic, partition)) ?? -1;
     if (offset < 0) {
       const e = new EventlineError(
         'EVENTLINE_ERR_INTERNAL',

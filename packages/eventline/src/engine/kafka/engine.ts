@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import {
   Admin,
@@ -10,7 +11,8 @@ import {
 } from '@platformatic/kafka';
 import { EventlineError, fail } from '../../errors.ts';
 import { DEFAULT_TOPIC_CONFIG, type TopicConfig, type TopicSpec } from '../../topic.ts';
-import { partitionKey } from '../embedded/assignor.ts';
+import { Wakeup } from '../../util/wakeup.ts';
+import { partitionKey } from '../assignor.ts';
 import type {
   AppendOptions,
   AppendRecord,
@@ -31,6 +33,7 @@ import type {
   TopicPartition,
 } from '../types.ts';
 import type { EngineUrl } from '../url.ts';
+import { refuse } from '../validate.ts';
 import { KafkaAppender, type TopicLimits } from './appender.ts';
 import { DESCRIBED_CONFIGS, fromKafkaConfigs, toKafkaConfigs } from './config.ts';
 import { kafkaErrorIds, wrapKafkaError } from './errors.ts';
@@ -154,7 +157,7 @@ export class KafkaEngine implements Engine {
       const ends = await listEnds(this.#admin, pending);
       pending = pending.filter((w) => (ends.get(partitionKey(w.topic, w.partition)) ?? 0) <= w.offset);
       if (pending.length === 0 || Date.now() > deadline) return;
-      await new Promise((r) => setTimeout(r, wait));
+      await sleep(wait);
     }
   }
 
@@ -184,9 +187,7 @@ export class KafkaEngine implements Engine {
   async createTopics(specs: TopicSpec[]): Promise<void> {
     for (const spec of specs) {
       if (await this.#call('listing topics', () => this.#exists(spec.name))) {
-        fail('EVENTLINE_ERR_TOPIC_EXISTS', `topic ${spec.name} already exists`, {
-          details: { topic: spec.name },
-        });
+        throw refuse.topicExists(spec.name);
       }
     }
     for (const spec of specs) {
@@ -223,22 +224,14 @@ export class KafkaEngine implements Engine {
           `topic ${topic} was created but its partitions got no leader within 30 s`,
         );
       }
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
   }
 
   async alterTopic(name: string, changes: Partial<TopicConfig>): Promise<void> {
-    const [current] = await this.describeTopics([name]);
-    if (changes.partitions !== undefined && changes.partitions !== current!.partitions.length) {
-      if (changes.partitions < current!.partitions.length) {
-        fail(
-          'EVENTLINE_ERR_INVALID_TOPIC_CONFIG',
-          `topic ${name}: partitions can only grow (has ${current!.partitions.length}, asked for ${changes.partitions})`,
-          {
-            details: { topic: name, setting: 'partitions' },
-          },
-        );
-      }
+    const has = (await this.#settings(name)).partitions;
+    if (changes.partitions !== undefined && changes.partitions !== has) {
+      if (changes.partitions < has) throw refuse.partitionsCannotShrink(name, has, changes.partitions);
       await this.#call(`adding partitions to ${name}`, () =>
         this.#admin.createPartitions({ topics: [{ name, count: changes.partitions!, assignments: null }] }),
       );
@@ -275,44 +268,16 @@ export class KafkaEngine implements Engine {
 
   async describeTopics(names: string[]): Promise<TopicDescription[]> {
     const out: TopicDescription[] = [];
-    // Asking metadata for a missing topic yields an error that no longer carries Kafka's code:
-    // check existence first, so a missing topic is reported as EVENTLINE_ERR_UNKNOWN_TOPIC.
-    const existing = new Set(
-      await this.#call('listing topics', () => this.#admin.listTopics({ includeInternals: true })),
-    );
     for (const name of names) {
-      if (!existing.has(name))
-        fail('EVENTLINE_ERR_UNKNOWN_TOPIC', `topic ${name} does not exist`, { details: { topic: name } });
-      const what = `describing topic ${name}`;
-      const metadata = await this.#call(what, () =>
-        this.#admin.metadata({ topics: [name], forceUpdate: true }),
-      );
-      const t = metadata.topics.get(name);
-      if (t === undefined)
-        fail('EVENTLINE_ERR_UNKNOWN_TOPIC', `topic ${name} does not exist`, { details: { topic: name } });
-      const [described] = await this.#call(what, () =>
-        this.#admin.describeConfigs({
-          resources: [
-            {
-              resourceType: ConfigResourceTypes.TOPIC,
-              resourceName: name,
-              configurationKeys: DESCRIBED_CONFIGS,
-            },
-          ],
-        }),
-      );
-      const partitions = Array.from({ length: t.partitionsCount }, (_, partition) => ({
+      const config = await this.#settings(name);
+      const partitions = Array.from({ length: config.partitions }, (_, partition) => ({
         topic: name,
         partition,
       }));
-      const bounds = await this.#call(what, () => listBounds(this.#admin, partitions));
+      const bounds = await this.#call(`describing topic ${name}`, () => listBounds(this.#admin, partitions));
       out.push({
         name,
-        config: {
-          ...fromKafkaConfigs(described?.configs ?? []),
-          partitions: t.partitionsCount,
-          replicationFactor: t.partitions[0]?.replicas.length ?? null,
-        },
+        config,
         partitions: partitions.map(({ partition }) => {
           const b = bounds.get(partitionKey(name, partition)) ?? { start: 0, end: 0 };
           return { partition, start: b.start, end: b.end };
@@ -320,6 +285,35 @@ export class KafkaEngine implements Engine {
       });
     }
     return out;
+  }
+
+  /** A topic's settings as the brokers report them, partition count and replication included. */
+  async #settings(name: string): Promise<Partial<TopicConfig> & { partitions: number }> {
+    // Asking metadata for a missing topic yields an error that no longer carries Kafka's code:
+    // check existence first, so a missing topic is reported as EVENTLINE_ERR_UNKNOWN_TOPIC.
+    if (!(await this.#call('listing topics', () => this.#exists(name)))) throw refuse.unknownTopic(name);
+    const what = `describing topic ${name}`;
+    const metadata = await this.#call(what, () =>
+      this.#admin.metadata({ topics: [name], forceUpdate: true }),
+    );
+    const t = metadata.topics.get(name);
+    if (t === undefined) throw refuse.unknownTopic(name);
+    const [described] = await this.#call(what, () =>
+      this.#admin.describeConfigs({
+        resources: [
+          {
+            resourceType: ConfigResourceTypes.TOPIC,
+            resourceName: name,
+            configurationKeys: DESCRIBED_CONFIGS,
+          },
+        ],
+      }),
+    );
+    return {
+      ...fromKafkaConfigs(described?.configs ?? []),
+      partitions: t.partitionsCount,
+      replicationFactor: t.partitions[0]?.replicas.length ?? null,
+    };
   }
 
   async partitionCount(topic: string): Promise<number> {
@@ -331,10 +325,9 @@ export class KafkaEngine implements Engine {
     const cached = this.#limits.get(topic);
     if (cached && Date.now() - cached.at < LIMITS_TTL_MS) return cached.limits;
     const limits = (async (): Promise<TopicLimits> => {
-      const [d] = await this.describeTopics([topic]);
-      const config = { ...DEFAULT_TOPIC_CONFIG, ...d!.config };
+      const config = { ...DEFAULT_TOPIC_CONFIG, ...(await this.#settings(topic)) };
       return {
-        partitions: d!.partitions.length,
+        partitions: config.partitions,
         maxMessageBytes: config.maxMessageBytes,
         compacted: config.cleanupPolicy === 'compact',
         compression: (['gzip', 'snappy', 'lz4', 'zstd'].includes(config.compression)
@@ -350,7 +343,7 @@ export class KafkaEngine implements Engine {
   async deleteTopics(names: string[]): Promise<void> {
     for (const name of names) {
       if (!(await this.#call('listing topics', () => this.#exists(name)))) {
-        fail('EVENTLINE_ERR_UNKNOWN_TOPIC', `topic ${name} does not exist`, { details: { topic: name } });
+        throw refuse.unknownTopic(name);
       }
     }
     await this.#call(`deleting ${names.join(', ')}`, () => this.#admin.deleteTopics({ topics: names }));
@@ -361,15 +354,7 @@ export class KafkaEngine implements Engine {
     const count = await this.partitionCount(topic);
     const chosen = partitions ?? Array.from({ length: count }, (_, p) => p);
     const missing = chosen.find((p) => p < 0 || p >= count);
-    if (missing !== undefined) {
-      fail(
-        'EVENTLINE_ERR_UNKNOWN_PARTITION',
-        `topic ${topic} has no partition ${missing} (it has ${count})`,
-        {
-          details: { topic, partition: missing },
-        },
-      );
-    }
+    if (missing !== undefined) throw refuse.unknownPartition(topic, missing, count);
     const bounds = await this.#call(`reading offsets of ${topic}`, () =>
       listBounds(
         this.#admin,
@@ -407,15 +392,7 @@ export class KafkaEngine implements Engine {
     options: FetchOptions,
   ): Promise<StoredRecord[]> {
     const count = await this.partitionCount(topic);
-    if (partition < 0 || partition >= count) {
-      fail(
-        'EVENTLINE_ERR_UNKNOWN_PARTITION',
-        `topic ${topic} has no partition ${partition} (it has ${count})`,
-        {
-          details: { topic, partition },
-        },
-      );
-    }
+    if (partition < 0 || partition >= count) throw refuse.unknownPartition(topic, partition, count);
     const reader = this.#readerConsumer();
     reader.topics.track(topic);
     const what = `reading ${topic}/${partition}`;
@@ -479,20 +456,8 @@ export class KafkaEngine implements Engine {
 
   watch(): DataWatch {
     // Kafka pushes nothing to a reader outside a group: readers poll, at most every 100 ms.
-    return {
-      wait: (maxWaitMs, signal) =>
-        new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, Math.min(maxWaitMs, 100));
-          signal?.addEventListener(
-            'abort',
-            () => {
-              clearTimeout(timer);
-              resolve();
-            },
-            { once: true },
-          );
-        }),
-    };
+    const never = new Wakeup();
+    return { wait: (maxWaitMs, signal) => never.wait(never.seq, Math.min(maxWaitMs, 100), signal) };
   }
 
   // ---- groups ---------------------------------------------------------------------------------
@@ -532,7 +497,7 @@ export class KafkaEngine implements Engine {
     const offsets = await this.groupOffsets(group);
     const state: GroupState = g === undefined ? 'Dead' : (STATES[g.state] ?? 'Rebalancing');
     if (state === 'Dead' && offsets.length === 0) {
-      fail('EVENTLINE_ERR_UNKNOWN_GROUP', `consumer group ${group} does not exist`, { details: { group } });
+      throw refuse.unknownGroup(group);
     }
     const members = [...(g?.members.values() ?? [])].map((m) => ({
       memberId: m.id,
@@ -583,15 +548,7 @@ export class KafkaEngine implements Engine {
       this.#admin.describeGroups({ groups: [group] }),
     );
     const live = groups.get(group)?.members.size ?? 0;
-    if (live > 0) {
-      fail(
-        'EVENTLINE_ERR_GROUP_NOT_EMPTY',
-        `consumer group ${group} has ${live} live member(s); stop them before resetting offsets`,
-        {
-          details: { group, members: live },
-        },
-      );
-    }
+    if (live > 0) throw refuse.groupNotEmpty(group, live);
     await this.#call(
       `resetting offsets of group ${group}`,
       () =>

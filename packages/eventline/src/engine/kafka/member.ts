@@ -11,7 +11,9 @@ import {
   offsetCommitV8,
 } from '@platformatic/kafka';
 import { EventlineError, fail } from '../../errors.ts';
-import { assignPartitions, partitionKey } from '../embedded/assignor.ts';
+import { Wakeup } from '../../util/wakeup.ts';
+import { assignPartitions, partitionKey } from '../assignor.ts';
+import { OwnedPartitions } from '../owned.ts';
 import type {
   CommittedOffset,
   FetchedBatch,
@@ -40,6 +42,8 @@ interface Owned extends TopicPartition {
   delivered: number;
   /** Moves on every seek, so a fetch that was in flight cannot put stale records back. */
   epoch: number;
+  /** Records fetched and not yet delivered. */
+  buffered: StoredRecord[];
 }
 
 export interface KafkaMemberDeps {
@@ -69,18 +73,15 @@ export class KafkaGroupMember implements GroupMember {
   readonly #commitPool: ConnectionPool;
   /** So do fetches: a broker answers one request per connection at a time, and group calls must not wait. */
   readonly #fetchPool: ConnectionPool;
-  #owned = new Map<string, Owned>();
-  #buffer = new Map<string, StoredRecord[]>();
-  #paused = new Set<string>();
+  readonly #owned = new OwnedPartitions<Owned>();
   #inflight = new Map<number, Promise<void>>();
-  #waiters = new Set<() => void>();
+  readonly #wakeup = new Wakeup();
   #previous: TopicPartition[] = [];
   #claiming: Promise<void> = Promise.resolve();
   #subscription = '';
   #metadataTimer: NodeJS.Timeout | undefined;
   #coordinator: { host: string; port: number } | undefined;
   #epoch = 0;
-  #rotation = 0;
   #closed = false;
   #fetchErrorUntil = 0;
 
@@ -180,14 +181,13 @@ export class KafkaGroupMember implements GroupMember {
    */
   async #beforeJoin(): Promise<Buffer> {
     await this.#claiming;
-    const revoke = [...this.#owned.values()].map(({ topic, partition }) => ({ topic, partition }));
+    const revoke = this.#owned.list();
     if (revoke.length > 0) {
       for (const o of this.#owned.values()) o.epoch = ++this.#epoch;
       try {
         await this.#o.onRevoked(revoke);
       } finally {
         this.#owned.clear();
-        this.#buffer.clear();
       }
       this.#previous = revoke;
     }
@@ -248,16 +248,17 @@ export class KafkaGroupMember implements GroupMember {
       for (const tp of tps) {
         const key = partitionKey(tp.topic, tp.partition);
         const position = positions.get(key)!;
-        this.#owned.set(key, {
+        this.#owned.add({
           ...tp,
           key,
           fetchOffset: position,
           delivered: position,
           epoch: ++this.#epoch,
+          buffered: [],
         });
       }
       this.#o.onAssigned(tps);
-      this.#wake();
+      this.#wakeup.wake();
     } catch (err) {
       // Without positions the member cannot work these partitions: leave them to a rejoin.
       this.#o.onLost(tps);
@@ -308,32 +309,25 @@ export class KafkaGroupMember implements GroupMember {
   }): Promise<FetchedBatch[]> {
     const deadline = Date.now() + options.maxWaitMs;
     for (;;) {
+      const seq = this.#wakeup.seq;
       const out = this.#take(options.maxRecords);
       if (out.length > 0 || this.#closed || options.signal?.aborted) return out;
       const remaining = deadline - Date.now();
       if (remaining <= 0) return out;
       this.#startFetches();
-      await this.#wait(remaining, options.signal);
+      await this.#wakeup.wait(seq, remaining, options.signal);
     }
   }
 
   #take(maxRecords: number): FetchedBatch[] {
     // Ready: records buffered, or the position moved past markers that were never delivered.
-    const ready = [...this.#owned.values()].filter(
-      (o) =>
-        !this.#paused.has(o.key) &&
-        ((this.#buffer.get(o.key)?.length ?? 0) > 0 || o.fetchOffset > o.delivered),
-    );
-    if (ready.length === 0) return [];
     const out: FetchedBatch[] = [];
     let budget = maxRecords;
-    this.#rotation = (this.#rotation + 1) % ready.length;
-    for (let i = 0; i < ready.length && budget > 0; i++) {
-      const o = ready[(this.#rotation + i) % ready.length]!;
-      const buffered = this.#buffer.get(o.key) ?? [];
-      const records = buffered.splice(0, budget);
+    for (const o of this.#owned.inTurn((o) => o.buffered.length > 0 || o.fetchOffset > o.delivered)) {
+      if (budget <= 0) break;
+      const records = o.buffered.splice(0, budget);
       budget -= records.length;
-      o.delivered = buffered.length === 0 ? o.fetchOffset : records[records.length - 1]!.offset + 1;
+      o.delivered = o.buffered.length === 0 ? o.fetchOffset : records[records.length - 1]!.offset + 1;
       out.push({ topic: o.topic, partition: o.partition, records, nextOffset: o.delivered });
     }
     if (out.length > 0) this.#startFetches();
@@ -343,9 +337,7 @@ export class KafkaGroupMember implements GroupMember {
   /** Starts a fetch to every leader that has owned partitions wanting more records and none in flight. */
   #startFetches(): void {
     if (this.#closed || Date.now() < this.#fetchErrorUntil) return;
-    const wanting = [...this.#owned.values()].filter(
-      (o) => (this.#buffer.get(o.key)?.length ?? 0) < PREFETCH_RECORDS,
-    );
+    const wanting = [...this.#owned.values()].filter((o) => o.buffered.length < PREFETCH_RECORDS);
     if (wanting.length === 0) return;
     void this.#fetchAll(wanting);
   }
@@ -369,7 +361,7 @@ export class KafkaGroupMember implements GroupMember {
     for (const [node, owned] of byNode) {
       const p = this.#fetchNode(node, owned, metadata).finally(() => {
         this.#inflight.delete(node);
-        this.#wake();
+        this.#wakeup.wake();
       });
       this.#inflight.set(node, p);
     }
@@ -408,16 +400,16 @@ export class KafkaGroupMember implements GroupMember {
       if (topic === undefined) continue;
       for (const p of t.partitions) {
         const a = asked.find((x) => x.o.topic === topic && x.o.partition === p.partitionIndex);
-        const current = this.#owned.get(partitionKey(topic, p.partitionIndex));
+        const current = this.#owned.get(topic, p.partitionIndex);
         // Revoked, seeked or refetched meanwhile: these records are stale.
         if (a === undefined || current === undefined || current.epoch !== a.epoch) continue;
-        const records: StoredRecord[] = [];
-        current.fetchOffset = recordsFromBatches(topic, p.partitionIndex, p.records, a.offset, records);
-        if (records.length > 0) {
-          const buffered = this.#buffer.get(current.key);
-          if (buffered) buffered.push(...records);
-          else this.#buffer.set(current.key, records);
-        }
+        current.fetchOffset = recordsFromBatches(
+          topic,
+          p.partitionIndex,
+          p.records,
+          a.offset,
+          current.buffered,
+        );
       }
     }
   }
@@ -442,27 +434,7 @@ export class KafkaGroupMember implements GroupMember {
 
   #backOff(): void {
     this.#fetchErrorUntil = Date.now() + 200;
-    setTimeout(() => this.#wake(), 210).unref();
-  }
-
-  #wake(): void {
-    const waiters = [...this.#waiters];
-    this.#waiters.clear();
-    for (const w of waiters) w();
-  }
-
-  #wait(ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.#waiters.delete(done);
-        signal?.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.#waiters.add(done);
-      signal?.addEventListener('abort', done, { once: true });
-    });
+    setTimeout(() => this.#wakeup.wake(), 210).unref();
   }
 
   // ---- commits and controls ----------------------------------------------------------------
@@ -471,7 +443,7 @@ export class KafkaGroupMember implements GroupMember {
     if (offsets.length === 0) return;
     const { group } = this.#o;
     for (const o of offsets) {
-      if (!this.#owned.has(partitionKey(o.topic, o.partition))) {
+      if (this.#owned.get(o.topic, o.partition) === undefined) {
         fail(
           'EVENTLINE_ERR_FENCED',
           `member ${this.memberId} no longer owns ${o.topic}/${o.partition} in group ${group}; its commit was refused`,
@@ -523,38 +495,32 @@ export class KafkaGroupMember implements GroupMember {
   }
 
   seek(tp: TopicPartition, offset: number): void {
-    const o = this.#owned.get(partitionKey(tp.topic, tp.partition));
-    if (o === undefined) {
-      fail(
-        'EVENTLINE_ERR_INVALID_ARGUMENT',
-        `cannot seek ${tp.topic}/${tp.partition}: it is not assigned to this member`,
-      );
-    }
+    const o = this.#owned.require(tp, 'seek');
     o.fetchOffset = offset;
     o.delivered = offset;
     o.epoch = ++this.#epoch;
-    this.#buffer.delete(o.key);
-    this.#wake();
+    o.buffered = [];
+    this.#wakeup.wake();
   }
 
   pause(tps: TopicPartition[]): void {
-    for (const tp of tps) this.#paused.add(partitionKey(tp.topic, tp.partition));
+    this.#owned.pause(tps);
   }
 
   resume(tps: TopicPartition[]): void {
-    for (const tp of tps) this.#paused.delete(partitionKey(tp.topic, tp.partition));
-    this.#wake();
+    this.#owned.resume(tps);
+    this.#wakeup.wake();
   }
 
   assignment(): TopicPartition[] {
-    return [...this.#owned.values()].map(({ topic, partition }) => ({ topic, partition }));
+    return this.#owned.list();
   }
 
   async leave(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#metadataTimer);
-    this.#wake();
+    this.#wakeup.wake();
     // A fetch still waiting at the broker is not waited for: with nothing owned, its records are dropped.
     this.#owned.clear();
     try {

@@ -1,10 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  type AssignablePartition,
-  assignPartitions,
-  partitionKey,
-} from '../../../src/engine/embedded/assignor.ts';
+import { type AssignablePartition, assignPartitions, partitionKey } from '../../src/engine/assignor.ts';
 
 function partitions(
   topic: string,

@@ -1,7 +1,8 @@
 /**
- * Deterministic, sticky, balanced assignment of partitions to group members. Every member computes
- * the same answer from the same table rows, so whichever process changes the membership can write
- * the new targets.
+ * Deterministic, sticky, balanced assignment of partitions to group members, shared by both
+ * engines. On the embedded engine every member computes the same answer from the same table rows,
+ * so whichever process changes the membership can write the new targets; on Kafka the group
+ * leader runs it.
  *
  * - A partition only goes to a member subscribed to its topic.
  * - A partition stays with its current target while that member is under its fair share.
@@ -20,6 +21,7 @@ export interface AssignablePartition {
   current: string | null;
 }
 
+/** One string per topic-partition, for maps and sets. */
 export function partitionKey(topic: string, partition: number): string {
   return `${topic}\u0000${partition}`;
 }
