@@ -2,7 +2,8 @@
  * `npm run bench [-- SUITE...] [--quick]`: runs benchmark suites and prints one JSON document on
  * stdout (progress goes to stderr). Results are also written to bench/results/.
  *
- * Suites: embedded (default), kafka (starts a local broker unless KAFKA_BROKERS is set).
+ * Suites: embedded and schemas (the default), kafka (starts a local broker unless KAFKA_BROKERS is
+ * set).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -11,7 +12,7 @@ import type { Figure } from './lib.ts';
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const suites = args.filter((a) => !a.startsWith('--'));
-const chosen = suites.length === 0 ? ['embedded'] : suites;
+const chosen = suites.length === 0 ? ['embedded', 'schemas'] : suites;
 const results: Record<string, Figure[]> = {};
 const started = new Date();
 const cpu0 = process.cpuUsage();
@@ -20,11 +21,14 @@ for (const suite of chosen) {
   if (suite === 'embedded') {
     const { runEmbedded } = await import('./embedded.ts');
     results.embedded = await runEmbedded({ quick });
+  } else if (suite === 'schemas') {
+    const { runSchemas } = await import('./schemas.ts');
+    results.schemas = await runSchemas({ quick });
   } else if (suite === 'kafka') {
     const { runKafka } = await import('./kafka.ts');
     results.kafka = await runKafka({ quick });
   } else {
-    process.stderr.write(`unknown benchmark suite: ${suite} (known: embedded, kafka)\n`);
+    process.stderr.write(`unknown benchmark suite: ${suite} (known: embedded, schemas, kafka)\n`);
     process.exit(2);
   }
 }

@@ -1,4 +1,4 @@
-import { bytes, type Codec, string } from './codec.ts';
+import type { Codec } from './codec.ts';
 import type { EmbeddedEngineOptions } from './engine/embedded/engine.ts';
 import { openEngine } from './engine/index.ts';
 import type { KafkaEngineOptions } from './engine/kafka/engine.ts';
@@ -17,6 +17,7 @@ import { EventlineError, fail, isEventlineError } from './errors.ts';
 import { decodeMessage, type Message } from './message.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { partitionForKey } from './partitioner.ts';
+import { CodecBinder, prepareDecode, prepareEncode, type TopicCodecs } from './runtime/codecs.ts';
 import {
   type AnyTopic,
   type MessageOf,
@@ -25,6 +26,9 @@ import {
   SubscriptionRunner,
   type TopicInput,
 } from './runtime/subscription.ts';
+import { httpRegistry } from './schema/http-registry.ts';
+import { openRegistry } from './schema/registry.ts';
+import type { SchemaRegistry } from './schema/types.ts';
 import {
   diffTopicConfig,
   normalizeTopicConfig,
@@ -47,6 +51,19 @@ export interface ConnectOptions {
   embedded?: EmbeddedEngineOptions;
   /** Settings of the Kafka engine (SASL, TLS, timeouts). */
   kafka?: KafkaEngineOptions;
+  /**
+   * The schema registry Avro codecs use. Default: EVENTLINE_REGISTRY_URL when set (an external
+   * Confluent-compatible registry; credentials may be in the URL), else the built-in registry
+   * stored in the `_schemas` topic of the connected engine, opened on first use.
+   */
+  registry?: SchemaRegistry | RegistryOptions;
+}
+
+/** An external Confluent-compatible schema registry (Confluent, Karapace, Apicurio, `eventline registry`). */
+export interface RegistryOptions {
+  url: string;
+  username?: string;
+  password?: string;
 }
 
 /** Headers as callers give them: an object, or ordered pairs when a name repeats. */
@@ -125,8 +142,6 @@ export interface ResetOffsetsOptions {
 export type ReadFrom = 'earliest' | 'latest' | { offset: number } | { timestamp: number | Date };
 
 const CE_SPECVERSION = Buffer.from('1.0');
-const RAW_VALUE = bytes();
-const STRING_KEY = string();
 
 /** A connection to an engine: publish, subscribe, and manage topics and groups. */
 export class Eventline {
@@ -141,14 +156,41 @@ export class Eventline {
   #headerCache = new Map<string, Header[]>();
   #lastTime = { ms: -1, iso: Buffer.alloc(0) };
   #closing: Promise<void> | undefined;
+  readonly #registryOption: SchemaRegistry | RegistryOptions | undefined;
+  #registry: Promise<SchemaRegistry> | undefined;
+  readonly #codecs: CodecBinder;
 
   constructor(engine: Engine, options: ConnectOptions = {}) {
     this.#engine = engine;
     this.clientId = options.clientId ?? 'eventline';
     this.#source = Buffer.from(options.source ?? `/${this.clientId}`);
     this.logger = options.logger ?? createLogger();
+    this.#registryOption = options.registry;
+    this.#codecs = new CodecBinder(() => this.registry());
     this.admin = new Admin(engine);
-    this.reader = new Reader(engine);
+    this.reader = new Reader(engine, this.#codecs);
+  }
+
+  /**
+   * The schema registry of this connection (see ConnectOptions.registry), opened on first use.
+   * Throws EVENTLINE_ERR_CLOSED after close.
+   */
+  registry(): Promise<SchemaRegistry> {
+    this.#check();
+    if (this.#registry === undefined) {
+      const option = this.#registryOption ?? registryFromEnv();
+      const opening =
+        option === undefined
+          ? openRegistry(this.#engine)
+          : Promise.resolve('register' in option ? option : httpRegistry(option.url, option));
+      // A failed open is not remembered: the next use tries again.
+      opening.catch(() => {
+        if (this.#registry === opening) this.#registry = undefined;
+      });
+      this.#registry = opening;
+      return opening;
+    }
+    return this.#registry;
   }
 
   /** The engine underneath; for tools and tests. */
@@ -213,8 +255,8 @@ export class Eventline {
   /** Publishes one record; resolves once it is durable. See {@link Eventline.publishBatch}. */
   async publish<V, K>(
     topic: Topic<V, K>,
-    value: V | null,
-    options: PublishOptions<K> = {},
+    value: NoInfer<V> | null,
+    options: PublishOptions<NoInfer<K>> = {},
   ): Promise<PublishResult> {
     const [result] = await this.publishBatch(topic, [{ ...options, value }]);
     return result!;
@@ -233,12 +275,15 @@ export class Eventline {
    */
   async publishBatch<V, K>(
     topic: Topic<V, K>,
-    items: readonly BatchItem<V, K>[],
+    items: readonly BatchItem<NoInfer<V>, NoInfer<K>>[],
     options: PublishBatchOptions = {},
   ): Promise<PublishResult[]> {
     this.#check();
     if (!Array.isArray(items)) fail('EVENTLINE_ERR_INVALID_ARGUMENT', 'publishBatch: items must be an array');
     if (items.length === 0) return [];
+    const codecs = this.#codecs.of(topic as Topic<unknown, unknown>);
+    const schemas = prepareEncode(codecs);
+    if (schemas !== undefined) await schemas;
     const partitions = await this.#engine.partitionCount(topic.name);
     const n = items.length;
     const where = (i: number): string =>
@@ -257,11 +302,11 @@ export class Eventline {
           : item.timestamp instanceof Date
             ? item.timestamp.getTime()
             : item.timestamp;
-      const key = this.#encodeKey(topic, item, i, where);
+      const key = this.#encodeKey(topic, codecs, item, i, where);
       const value =
         item.value === null || item.value === undefined
           ? null
-          : encodeWith(topic.value, item.value, i, where, 'value');
+          : encodeWith(codecs.value, item.value, i, where, 'value');
       let partition: number;
       if (item.partition !== undefined) partition = item.partition;
       else if (key !== null) partition = partitionForKey(key, partitions);
@@ -304,6 +349,7 @@ export class Eventline {
 
   #encodeKey<V, K>(
     topic: Topic<V, K>,
+    codecs: TopicCodecs,
     item: BatchItem<V, K>,
     i: number,
     where: (i: number) => string,
@@ -325,7 +371,7 @@ export class Eventline {
     }
     if (key === undefined || key === null) return null;
     if (Buffer.isBuffer(key)) return key;
-    return encodeWith(topic.keyCodec, key as K, i, where, 'key');
+    return encodeWith(codecs.key, key, i, where, 'key');
   }
 
   /** The CloudEvents headers that are the same for every record of a topic and event type. */
@@ -356,6 +402,7 @@ export class Eventline {
     const sub = new SubscriptionRunner<T>(
       {
         engine: this.#engine,
+        codecs: this.#codecs,
         clientId: this.clientId,
         logger: this.logger,
         onStopped: (s) => this.#subscriptions.delete(s),
@@ -370,6 +417,9 @@ export class Eventline {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await Promise.allSettled([...this.#subscriptions].map((s) => s.stop()));
+      const registry = this.#registry;
+      this.#registry = undefined;
+      if (registry !== undefined) await registry.then((r) => r.close()).catch(() => {});
       await this.#engine.close();
     })();
     return this.#closing;
@@ -396,10 +446,11 @@ function encodeWith<T>(
     return codec.encode(value);
   } catch (err) {
     if (err instanceof EventlineError) throw err;
+    const extra = (err as { details?: Record<string, unknown> } | undefined)?.details;
     throw new EventlineError(
       'EVENTLINE_ERR_ENCODE',
       `${where(i)}: the ${part} cannot be encoded as ${codec.name}: ${messageOf(err)}`,
-      { cause: err, details: { part, index: i } },
+      { cause: err, details: { ...extra, part, index: i } },
     );
   }
 }
@@ -549,18 +600,22 @@ export interface FollowOptions {
 /** Reading without a consumer group: for tools, tests and replays. */
 export class Reader {
   readonly #engine: Engine;
+  readonly #codecs: CodecBinder;
 
-  constructor(engine: Engine) {
+  constructor(engine: Engine, codecs: CodecBinder) {
     this.#engine = engine;
+    this.#codecs = codecs;
   }
 
   /** Records of one partition from an offset, a time, the start or the end. */
   async read<T extends TopicInput>(topic: T, options: ReadOptions): Promise<MessageOf<T>[]> {
-    const { name, value, key } = codecsOf(topic);
+    const codecs = this.#codecs.of(topic as Topic<unknown, unknown> | string);
+    const { name, value, key } = codecs;
     const offset = await this.#position(name, options.partition, options.from);
     const records = await this.#engine.fetch(name, options.partition, offset, {
       maxRecords: options.max ?? 100,
     });
+    await prepareDecode(codecs, records);
     return records.map((r) => decodeMessage(r, value, key) as MessageOf<T>);
   }
 
@@ -592,7 +647,8 @@ export class Reader {
    * Records that fail to decode are yielded as errors by the iterator (it can be resumed).
    */
   async *follow<T extends TopicInput>(topic: T, options: FollowOptions = {}): AsyncGenerator<MessageOf<T>> {
-    const { name, value, key } = codecsOf(topic);
+    const codecs = this.#codecs.of(topic as Topic<unknown, unknown> | string);
+    const { name, value, key } = codecs;
     const watch = this.#engine.watch();
     const from = options.from ?? 'latest';
     const positions = new Map<number, number>();
@@ -615,6 +671,7 @@ export class Reader {
         if (records.length === 0) continue;
         got += records.length;
         positions.set(partition, records[records.length - 1]!.offset + 1);
+        await prepareDecode(codecs, records);
         for (const r of records) yield decodeMessage(r, value, key) as MessageOf<T>;
       }
       if (got === 0) await watch.wait(1000, signal);
@@ -622,12 +679,9 @@ export class Reader {
   }
 }
 
-function codecsOf(topic: TopicInput): { name: string; value: Codec<unknown>; key: Codec<unknown> } {
-  if (typeof topic === 'string') {
-    validateTopicName(topic);
-    return { name: topic, value: RAW_VALUE as Codec<unknown>, key: STRING_KEY as Codec<unknown> };
-  }
-  return { name: topic.name, value: topic.value, key: topic.keyCodec };
+function registryFromEnv(): RegistryOptions | undefined {
+  const url = process.env.EVENTLINE_REGISTRY_URL;
+  return url === undefined || url === '' ? undefined : { url };
 }
 
 /**

@@ -1,3 +1,26 @@
+import type { SchemaRegistry } from './schema/types.ts';
+
+/** What a codec may need from the connection it is used on. */
+export interface CodecScope {
+  readonly topic: string;
+  readonly part: 'key' | 'value';
+  /** The connection's schema registry, opened on first use. */
+  registry(): Promise<SchemaRegistry>;
+}
+
+/**
+ * A codec bound to one topic part of one connection. The two optional hooks let it do
+ * asynchronous work (registering a schema, fetching a writer schema) before the synchronous
+ * encode and decode; each returns undefined when nothing is pending, so the common path costs a
+ * call.
+ */
+export interface BoundCodec<T> extends Codec<T> {
+  /** Resolves what `encode` needs. Rejects with the reason publishing cannot proceed. */
+  prepareEncode?(): Promise<void> | undefined;
+  /** Resolves what `decode(bytes)` needs. Never rejects: `decode` reports the problem. */
+  prepareDecode?(bytes: Buffer): Promise<void> | undefined;
+}
+
 /**
  * A codec turns a typed key or value into bytes and back. Topics carry one for keys and one for
  * values; the engines only ever see bytes.
@@ -9,6 +32,8 @@ export interface Codec<T> {
   readonly contentType?: string;
   encode(value: T): Buffer;
   decode(bytes: Buffer): T;
+  /** Codecs that depend on the connection (a schema registry) return a copy bound to it. */
+  bind?(scope: CodecScope): BoundCodec<T>;
 }
 
 export interface JsonCodecOptions<T> {

@@ -57,6 +57,26 @@ export const ERROR_CODES = {
     retryable: false,
     summary: 'The engine reported an error with no more specific code.',
   },
+  EVENTLINE_ERR_SCHEMA_INVALID: {
+    retryable: false,
+    summary: 'A schema is malformed, not valid Avro, of an unknown type or too large.',
+  },
+  EVENTLINE_ERR_SCHEMA_INCOMPATIBLE: {
+    retryable: false,
+    summary: "A schema breaks its subject's compatibility rule.",
+  },
+  EVENTLINE_ERR_SCHEMA_NOT_FOUND: {
+    retryable: false,
+    summary: 'The subject, version or schema id is not in the registry.',
+  },
+  EVENTLINE_ERR_REGISTRY_READONLY: {
+    retryable: false,
+    summary: 'The registry (or the subject) is in READONLY mode.',
+  },
+  EVENTLINE_ERR_REGISTRY: {
+    retryable: true,
+    summary: 'The schema registry failed or could not be reached.',
+  },
   EVENTLINE_ERR_INTERNAL: { retryable: false, summary: 'An invariant was broken; this is a bug.' },
 } as const satisfies Record<string, { retryable: boolean; summary: string }>;
 

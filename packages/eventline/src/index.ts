@@ -16,12 +16,21 @@ export {
   Reader,
   type ReadFrom,
   type ReadOptions,
+  type RegistryOptions,
   type ResetOffsetsOptions,
   type ResetTarget,
   type TopicAction,
   type TopicPlan,
 } from './client.ts';
-export { bytes, type Codec, type JsonCodecOptions, json, string } from './codec.ts';
+export {
+  type BoundCodec,
+  bytes,
+  type Codec,
+  type CodecScope,
+  type JsonCodecOptions,
+  json,
+  string,
+} from './codec.ts';
 export type { EmbeddedEngineOptions } from './engine/embedded/engine.ts';
 export type { KafkaEngineOptions } from './engine/kafka/engine.ts';
 export type {
@@ -57,6 +66,34 @@ export type {
   Subscription,
   TopicInput,
 } from './runtime/subscription.ts';
+export {
+  type AvroCodec,
+  type AvroOptions,
+  avro,
+  avroFile,
+  type SubjectStrategy,
+  subjectName,
+} from './schema/avro.ts';
+export type { SchemaMismatch } from './schema/avro-types.ts';
+export { generateTypes } from './schema/codegen.ts';
+export { checkCompatibility, checkReaderWriter, type Incompatibility } from './schema/compatibility.ts';
+export { type HttpRegistryOptions, httpRegistry } from './schema/http-registry.ts';
+export type { InferAvro, InferAvroInput } from './schema/infer.ts';
+export { openRegistry, type RegistryOpenOptions } from './schema/registry.ts';
+export { type RegistryServer, type RegistryServerOptions, startRegistryServer } from './schema/server.ts';
+export {
+  COMPATIBILITY_LEVELS,
+  type CompatibilityLevel,
+  type CompatibilityResult,
+  REGISTRY_MODES,
+  type RegistryMode,
+  type SchemaById,
+  type SchemaInput,
+  type SchemaReference,
+  type SchemaRegistry,
+  type SchemaType,
+  type SubjectVersion,
+} from './schema/types.ts';
 export {
   type CleanupPolicy,
   type Compression,

@@ -96,6 +96,9 @@ export function decodeMessage<V, K>(
     value = (record.value === null ? null : valueCodec.decode(record.value)) as V;
   } catch (err) {
     const codec = part === 'key' ? keyCodec : valueCodec;
+    // A codec's own decode error may say the failure is passing (a registry that was unreachable)
+    // or permanent (a poison record).
+    const own = err instanceof EventlineError && err.code === 'EVENTLINE_ERR_DECODE' ? err : undefined;
     throw new EventlineError(
       'EVENTLINE_ERR_DECODE',
       `${record.topic}/${record.partition}@${record.offset}: the ${part} is not valid ${codec.name}: ${
@@ -103,7 +106,15 @@ export function decodeMessage<V, K>(
       }`,
       {
         cause: err,
-        details: { topic: record.topic, partition: record.partition, offset: record.offset, part },
+        ...(own ? { retryable: own.retryable } : {}),
+        details: {
+          poison: true,
+          ...own?.details,
+          topic: record.topic,
+          partition: record.partition,
+          offset: record.offset,
+          part,
+        },
       },
     );
   }

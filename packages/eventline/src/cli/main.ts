@@ -32,19 +32,26 @@ const GLOBAL: Options = {
 };
 
 async function commands(): Promise<Command[]> {
-  const [topics, produce, consume, groups] = await Promise.all([
+  const [topics, produce, consume, groups, schemas] = await Promise.all([
     import('./commands/topics.ts'),
     import('./commands/produce.ts'),
     import('./commands/consume.ts'),
     import('./commands/groups.ts'),
+    import('./commands/schemas.ts'),
   ]);
-  return [...topics.commands, ...produce.commands, ...consume.commands, ...groups.commands];
+  return [
+    ...topics.commands,
+    ...produce.commands,
+    ...consume.commands,
+    ...groups.commands,
+    ...schemas.commands,
+  ];
 }
 
 function help(all: Command[]): string {
   const lines = all.map((c) => `  ${c.usage.padEnd(62)} ${c.summary}`);
   return [
-    'eventline: topics, records and consumer groups on the embedded engine or Kafka',
+    'eventline: topics, records, consumer groups and schemas on the embedded engine or Kafka',
     '',
     'Usage: eventline <command> [options]',
     '',

@@ -1,5 +1,4 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { bytes, type Codec, string } from '../codec.ts';
 import { partitionKey } from '../engine/assignor.ts';
 import type { Engine, FetchedBatch, GroupMember, StoredRecord, TopicPartition } from '../engine/types.ts';
 import { EventlineError, fail, isEventlineError } from '../errors.ts';
@@ -7,6 +6,7 @@ import { decodeMessage, type Message } from '../message.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Topic } from '../topic.ts';
 import { type Duration, parseDuration } from '../util/units.ts';
+import { type CodecBinder, prepareDecode, type TopicCodecs } from './codecs.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: a subscription accepts topics of any value and key type
 export type AnyTopic = Topic<any, any>;
@@ -35,6 +35,11 @@ export interface ErrorInfo {
   attempt?: number;
   /** Milliseconds until the record is delivered again. */
   retryInMs?: number;
+  /**
+   * True when the record cannot be decoded (not in its codec's format, an unknown schema id, a
+   * truncated payload): delivering it again will fail the same way. The error says why.
+   */
+  poison?: boolean;
 }
 
 export interface SubscribeOptions<T extends TopicInput> {
@@ -123,11 +128,9 @@ interface PartitionState extends TopicPartition {
   idle: (() => void)[];
 }
 
-const BYTES = bytes();
-const STRING = string();
-
 export interface SubscriptionDeps {
   engine: Engine;
+  codecs: CodecBinder;
   clientId: string;
   logger: Logger;
   onStopped(sub: Subscription): void;
@@ -137,7 +140,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   readonly group: string;
   readonly #engine: Engine;
   readonly #deps: SubscriptionDeps;
-  readonly #codecs = new Map<string, { value: Codec<unknown>; key: Codec<unknown> }>();
+  readonly #codecs = new Map<string, TopicCodecs>();
   readonly #handler: SubscribeOptions<T>['handler'];
   readonly #batchHandler: SubscribeOptions<T>['batchHandler'];
   readonly #onError: (error: Error, info: ErrorInfo) => void;
@@ -187,9 +190,8 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     this.#handler = options.handler;
     this.#batchHandler = options.batchHandler;
     for (const t of options.topics) {
-      if (typeof t === 'string')
-        this.#codecs.set(t, { value: BYTES as Codec<unknown>, key: STRING as Codec<unknown> });
-      else this.#codecs.set(t.name, { value: t.value, key: t.keyCodec });
+      const codecs = deps.codecs.of(t as Topic<unknown, unknown> | string);
+      this.#codecs.set(codecs.name, codecs);
     }
     this.#concurrency = positive(options.concurrency ?? 1, 'concurrency');
     this.#maxBatch = positive(options.maxBatchSize ?? 500, 'maxBatchSize');
@@ -356,6 +358,8 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
       this.#scheduleCommit();
       return;
     }
+    const schemas = prepareDecode(codecs, records);
+    if (schemas !== undefined) await schemas;
     if (this.#batchHandler) {
       const messages: Message<unknown, unknown>[] = [];
       let poison: [StoredRecord, unknown] | undefined;
@@ -434,7 +438,16 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
       st.backoffUntil = 0;
       if (!st.gone && !st.busy) this.#refreshPause(st);
     }, wait);
-    this.#report(err, { topic: st.topic, partition: st.partition, offset, attempt, retryInMs: wait });
+    const poison =
+      isEventlineError(err, 'EVENTLINE_ERR_DECODE') && err.details.poison === true ? { poison: true } : {};
+    this.#report(err, {
+      topic: st.topic,
+      partition: st.partition,
+      offset,
+      attempt,
+      retryInMs: wait,
+      ...poison,
+    });
   }
 
   #notify(listener: ((tps: TopicPartition[]) => void) | undefined, tps: TopicPartition[]): void {

@@ -7,6 +7,7 @@ import { groupCases } from './cases/groups.ts';
 import { processCases } from './cases/processes.ts';
 import { publishCases } from './cases/publish.ts';
 import { retentionCases } from './cases/retention.ts';
+import { schemaCases } from './cases/schemas.ts';
 import type { ConformanceTarget, TargetDescriptor } from './target.ts';
 
 /** What a case gets: a client, and fresh topics and groups no other case uses. */
@@ -35,6 +36,7 @@ export const allCases: readonly ConformanceCase[] = [
   ...groupCases,
   ...retentionCases,
   ...processCases,
+  ...schemaCases,
 ];
 
 /**
