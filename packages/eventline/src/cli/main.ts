@@ -78,26 +78,29 @@ export async function main(argv: string[]): Promise<number> {
   process.once('SIGTERM', onSignal);
   try {
     const all = await commands();
-    const words = commandWords(argv);
-    if (words[0] === 'version' || (words.length === 0 && argv.includes('--version'))) {
+    const words = commandWords(argv, valueFlags(all));
+    if (words[0]?.word === 'version' || (words.length === 0 && argv.includes('--version'))) {
       const pkg = (await import('../../package.json', { with: { type: 'json' } })).default as {
         version: string;
       };
       out.record({ version: pkg.version }, pkg.version);
       return 0;
     }
-    if (words.length === 0 || words[0] === 'help') {
-      const asked = words[0] === 'help' || argv.includes('--help') || argv.includes('-h');
+    if (words.length === 0 || words[0]?.word === 'help') {
+      const asked = words[0]?.word === 'help' || argv.includes('--help') || argv.includes('-h');
       (asked ? process.stdout : process.stderr).write(`${help(all)}\n`);
       return asked ? 0 : 2;
     }
     const command = all
-      .filter((c) => c.words.every((w, i) => words[i] === w))
+      .filter((c) => c.words.every((w, i) => words[i]?.word === w))
       .sort((a, b) => b.words.length - a.words.length)[0];
-    if (command === undefined) throw new UsageError(`unknown command: ${words.slice(0, 2).join(' ')}`);
+    if (command === undefined) {
+      const named = words.slice(0, 2).map((w) => w.word);
+      throw new UsageError(`unknown command: ${named.join(' ')}`);
+    }
     // Drop the command words wherever they stand; what is left are options and positionals.
-    const args = [...argv];
-    for (const w of command.words) args.splice(args.indexOf(w), 1);
+    const drop = new Set(words.slice(0, command.words.length).map((w) => w.index));
+    const args = argv.filter((_, i) => !drop.has(i));
     const { values, positionals } = parseArgs({
       args,
       options: { ...GLOBAL, ...command.options },
@@ -140,13 +143,32 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** The leading words of the command line (`topics create NAME`), skipping options and their values. */
-function commandWords(argv: string[]): string[] {
-  const words: string[] = [];
+/**
+ * `--name` and `-n` of every command's options that take a value. One set serves all commands:
+ * no name is a flag in one command and takes a value in another.
+ */
+function valueFlags(all: Command[]): Set<string> {
+  const flags = new Set<string>();
+  for (const options of [GLOBAL, ...all.map((c) => c.options ?? {})]) {
+    for (const [name, o] of Object.entries(options)) {
+      if (o.type !== 'string') continue;
+      flags.add(`--${name}`);
+      if (o.short !== undefined) flags.add(`-${o.short}`);
+    }
+  }
+  return flags;
+}
+
+/**
+ * The words of the command line that are not options (`topics create NAME`) with their places,
+ * skipping option values, so `eventline --registry URL schemas list` finds `schemas list`.
+ */
+function commandWords(argv: string[], valueFlags: Set<string>): { word: string; index: number }[] {
+  const words: { word: string; index: number }[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '--url') i++;
-    else if (!a.startsWith('-')) words.push(a);
+    if (valueFlags.has(a)) i++;
+    else if (!a.startsWith('-')) words.push({ word: a, index: i });
   }
   return words;
 }

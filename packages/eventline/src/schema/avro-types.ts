@@ -10,8 +10,11 @@ import avro from 'avsc';
  * - `uuid`: string, checked on write.
  * - `decimal` (bytes or fixed): exact decimal string such as `"-12.50"`; writing accepts a string,
  *   a number or a bigint, and refuses more digits than the scale or precision allow.
- * Unions whose branches values cannot tell apart (two records, int and long) are written and read
- * in avsc's wrapped form `{ "branch.Name": value }`; all others are plain values.
+ * Unions whose branches values cannot tell apart (two records, a map and a record, int and double,
+ * string and enum) are written and read in avsc's wrapped form `{ "branch.Name": value }`; all
+ * others are plain values. `long` and the logical types are told apart by value at write time, so a
+ * value two of those branches both accept (a safe integer for `["int", "long"]`) is refused as
+ * ambiguous.
  */
 
 type Tap = { buf: Buffer; pos: number; readLong(): number; writeLong(n: number): void; skipLong(): void };

@@ -57,12 +57,21 @@ const LOGICAL_TYPES: Readonly<Record<string, LogicalMapping>> = {
   'local-timestamp-millis': { on: ['long'], decoded: ['Date'], input: ['Date', 'number'] },
   'timestamp-micros': { on: ['long'], decoded: ['bigint'] },
   'local-timestamp-micros': { on: ['long'], decoded: ['bigint'] },
-  date: { on: ['int'], decoded: ['Date'] },
+  date: { on: ['int'], decoded: ['Date'], input: ['Date', 'string'] },
   uuid: { on: ['string'], decoded: ['string'] },
-  decimal: { on: ['bytes', 'fixed'], decoded: ['string'] },
+  decimal: { on: ['bytes', 'fixed'], decoded: ['string'], input: ['string', 'number', 'bigint'] },
   'time-millis': { on: ['int'], decoded: ['number'] },
   'time-micros': { on: ['long'], decoded: ['number', 'bigint'] },
 };
+
+/**
+ * The logical types Eventline's codec implements (`avro-types.ts`); avsc builds the others as their
+ * underlying type. In a union avsc matches these by value, so they never make it ambiguous.
+ */
+const CODEC_LOGICAL_TYPES: ReadonlySet<string> = new Set([
+  ...['timestamp-millis', 'local-timestamp-millis', 'timestamp-micros', 'local-timestamp-micros'],
+  ...['date', 'uuid', 'decimal'],
+]);
 
 /** Names the generated code refers to or that TypeScript reserves; Avro types may not take them. */
 const RESERVED = new Set([
@@ -78,11 +87,12 @@ const RESERVED = new Set([
 
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 
+/** `logical`: the logical type avsc builds (see {@link logicalTypeOf}). */
 type TypeNode =
   | { kind: 'primitive'; name: Primitive; logical: string | undefined }
   | { kind: 'named'; name: string; ns: string; path: string }
-  | { kind: 'array'; items: TypeNode }
-  | { kind: 'map'; values: TypeNode }
+  | { kind: 'array'; items: TypeNode; logical: string | undefined }
+  | { kind: 'map'; values: TypeNode; logical: string | undefined }
   | { kind: 'union'; branches: TypeNode[] };
 
 interface Field {
@@ -124,8 +134,9 @@ export function typeNameOf(schema: unknown): string | undefined {
  * Generates a TypeScript module with, for every named Avro type: an `interface` per record (TSDoc
  * from `doc`, `@defaultValue` for defaults) and a `<Name>Input` type for publishing, in which fields
  * with a default are optional; a string-literal union per enum plus `const <Name>Symbols`; a
- * `Buffer` (or `string` for `decimal`) alias per fixed. Each input schema also gets
- * `export const <Name>Schema = {...} as const`, the schema itself, ready for a codec.
+ * `Buffer` alias per fixed (`string` for a `decimal`, plus a `<Name>Input` that also takes numbers
+ * and bigints). Unions avsc reads and writes wrapped are typed wrapped (see `infer.ts`). Each input
+ * schema also gets `export const <Name>Schema = {...} as const`, the schema itself, ready for a codec.
  *
  * Names are resolved across all the schemas given, in order, so a later schema may refer to a type
  * an earlier one defines (as registry references do). A type defined twice must be defined the same
@@ -212,14 +223,18 @@ class Parser {
       return { kind: 'named', name: schema, ns, path };
     }
     if (Array.isArray(schema)) {
-      return {
-        kind: 'union',
-        branches: schema.map((branch, i) => this.parse(branch, ns, origin, `${path}[${i}]`)),
-      };
+      const branches = schema.map((branch, i) => {
+        const node = this.parse(branch, ns, origin, `${path}[${i}]`);
+        if (node.kind === 'union') {
+          invalid(`${path}[${i}]: unions cannot be directly nested`, `${path}[${i}]`);
+        }
+        return node;
+      });
+      return { kind: 'union', branches };
     }
     if (!isObject(schema)) invalid(`${path}: expected a type name, a union or an object`, path);
     const { type } = schema;
-    const logical = typeof schema.logicalType === 'string' ? schema.logicalType : undefined;
+    const logical = logicalTypeOf(schema);
     switch (type) {
       case 'record':
       case 'error':
@@ -228,10 +243,10 @@ class Parser {
         return this.define(schema, ns, origin, path);
       case 'array':
         if (!('items' in schema)) invalid(`${path}: an array needs items`, path);
-        return { kind: 'array', items: this.parse(schema.items, ns, origin, `${path}.items`) };
+        return { kind: 'array', items: this.parse(schema.items, ns, origin, `${path}.items`), logical };
       case 'map':
         if (!('values' in schema)) invalid(`${path}: a map needs values`, path);
-        return { kind: 'map', values: this.parse(schema.values, ns, origin, `${path}.values`) };
+        return { kind: 'map', values: this.parse(schema.values, ns, origin, `${path}.values`), logical };
     }
     if (typeof type === 'string' && Object.hasOwn(PRIMITIVES, type)) {
       return { kind: 'primitive', name: type as Primitive, logical };
@@ -268,7 +283,7 @@ class Parser {
       fields: [],
       symbols: [],
       size: typeof schema.size === 'number' ? schema.size : undefined,
-      logical: typeof schema.logicalType === 'string' ? schema.logicalType : undefined,
+      logical: logicalTypeOf(schema),
       tsName: lastSegment(name),
     };
     // Registered before the fields are read, so a record may refer to itself.
@@ -344,6 +359,10 @@ class Generator {
 
   constructor(parser: Parser, named: NamedType[]) {
     this.parser = parser;
+    // A decimal fixed is written from a number or a bigint too.
+    for (const t of named) {
+      if (t.kind === 'fixed' && this.logical(t.logical, 'fixed')?.input) this.inputDiffers.add(t);
+    }
     // A fixpoint, because records may refer to each other in cycles.
     const records = named.filter((t) => t.kind === 'record');
     for (let changed = true; changed; ) {
@@ -389,7 +408,7 @@ class Generator {
       }
       case 'named': {
         const type = this.parser.resolve(node);
-        const input = side === 'input' && type.kind === 'record' && this.inputDiffers.has(type);
+        const input = side === 'input' && this.inputDiffers.has(type);
         return [input ? `${type.tsName}Input` : type.tsName];
       }
       case 'array': {
@@ -399,9 +418,74 @@ class Generator {
       case 'map':
         return [`Record<string, ${this.members(node.values, side).join(' | ')}>`];
       case 'union': {
-        const members = [...new Set(node.branches.flatMap((b) => this.members(b, side)))];
+        const wrapped = this.isAmbiguous(node.branches);
+        const members = [
+          ...new Set(
+            node.branches.flatMap((b) => {
+              if (!wrapped) return this.members(b, side);
+              const key = this.branchName(b);
+              if (key === 'null') return ['null'];
+              return [`{ ${IDENTIFIER.test(key) ? key : quote(key)}: ${this.members(b, side).join(' | ')} }`];
+            }),
+          ),
+        ];
         return members.length === 0 ? ['never'] : members;
       }
+    }
+  }
+
+  /**
+   * Whether avsc (`wrapUnions: 'auto'`) wraps a union: when two of its branches fall in the same
+   * bucket (`getTypeBucket`). Branches avsc matches by value (`long`, which the codec replaces with
+   * a custom type, and the codec's logical types) are left out, as `isAmbiguous` does.
+   */
+  private isAmbiguous(branches: readonly TypeNode[]): boolean {
+    const seen = new Set<string>();
+    for (const b of branches) {
+      const bucket = this.bucket(b);
+      if (bucket === undefined) continue;
+      if (seen.has(bucket)) return true;
+      seen.add(bucket);
+    }
+    return false;
+  }
+
+  /** avsc's bucket for a union branch; undefined for the branches it matches by value. */
+  private bucket(node: TypeNode): string | undefined {
+    switch (node.kind) {
+      case 'primitive':
+        if (isCodecLogical(node.logical) || node.name === 'long') return undefined;
+        if (node.name === 'int' || node.name === 'float' || node.name === 'double') return 'number';
+        return node.name === 'bytes' ? 'buffer' : node.name;
+      case 'named': {
+        const type = this.parser.resolve(node);
+        if (isCodecLogical(type.logical)) return undefined;
+        return type.kind === 'record' ? 'object' : type.kind === 'enum' ? 'string' : 'buffer';
+      }
+      case 'array':
+        return isCodecLogical(node.logical) ? undefined : 'array';
+      case 'map':
+        return isCodecLogical(node.logical) ? undefined : 'object';
+      case 'union':
+        return 'union'; // Rejected by the parser.
+    }
+  }
+
+  /**
+   * avsc's `branchName`, a branch's key in a wrapped union: the full name of a named type, `array`,
+   * `map`, the type name of a primitive (a logical type's is its underlying type's).
+   */
+  private branchName(node: TypeNode): string {
+    switch (node.kind) {
+      case 'primitive':
+        return node.name;
+      case 'named':
+        return this.parser.resolve(node).full;
+      case 'array':
+      case 'map':
+        return node.kind;
+      case 'union':
+        return 'union'; // Rejected by the parser.
     }
   }
 
@@ -418,9 +502,14 @@ class Generator {
     if (type.kind === 'fixed') {
       const decimal = this.logical(type.logical, 'fixed');
       const what = `Avro fixed \`${type.full}\` (${type.size} bytes${decimal ? `, ${type.logical}` : ''}).`;
-      return [
+      const blocks = [
         `${doc(type.doc, what)}export type ${name} = ${decimal ? decimal.decoded.join(' | ') : 'Buffer'};`,
       ];
+      if (decimal?.input) {
+        const head = `/** {@link ${name}} as accepted when publishing. */\nexport type ${claim(`${name}Input`)} =`;
+        blocks.push(typeAlias(head, [...decimal.input]));
+      }
+      return blocks;
     }
     const input = claim(`${name}Input`);
     const decoded =
@@ -603,6 +692,30 @@ function parseText(text: string): unknown {
     // Not JSON: a bare type name such as `string` or `com.example.Thing`.
     return text;
   }
+}
+
+/**
+ * The logical type avsc builds for a schema: its `logicalType`, except a `decimal` whose precision
+ * or scale the codec refuses (avsc then falls back to the underlying type, as the spec says).
+ */
+function logicalTypeOf(schema: Record<string, unknown>): string | undefined {
+  const { logicalType } = schema;
+  if (typeof logicalType !== 'string') return undefined;
+  if (logicalType !== 'decimal') return logicalType;
+  // The codec's checks (DecimalType in avro-types.ts).
+  const precision = Number(schema.precision);
+  const scale = Number(schema.scale ?? 0);
+  const valid =
+    Number.isInteger(precision) &&
+    precision >= 1 &&
+    Number.isInteger(scale) &&
+    scale >= 0 &&
+    scale <= precision;
+  return valid ? logicalType : undefined;
+}
+
+function isCodecLogical(logical: string | undefined): boolean {
+  return logical !== undefined && CODEC_LOGICAL_TYPES.has(logical);
 }
 
 function invalid(message: string, path: string): never {

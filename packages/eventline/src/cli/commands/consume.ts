@@ -1,9 +1,38 @@
 import type { Message } from '../../message.ts';
+import { avro } from '../../schema/avro.ts';
+import { httpRegistry } from '../../schema/http-registry.ts';
+import type { SchemaRegistry } from '../../schema/types.ts';
 import { type Command, intOption } from '../main.ts';
-import { type Output, renderBytes } from '../output.ts';
+import { type Output, renderBytes, UsageError } from '../output.ts';
 
-function print(out: Output, m: Message<Buffer, string>): void {
-  const value = renderBytes(m.rawValue);
+/** Decodes Avro values in the wire format to JSON text, with the schema each was written with. */
+type ValueDecoder = (raw: Buffer) => Promise<string>;
+
+function avroDecoder(topic: string, registry: () => Promise<SchemaRegistry>): ValueDecoder {
+  const codec = avro().bind({ topic, part: 'value', registry });
+  return async (raw) => {
+    await codec.prepareDecode?.(raw);
+    return JSON.stringify(codec.decode(raw), (_k, v: unknown) => {
+      if (typeof v === 'bigint') return v.toString();
+      if (typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'Buffer') {
+        return Buffer.from((v as { data: number[] }).data).toString('base64');
+      }
+      return v;
+    });
+  };
+}
+
+async function print(out: Output, m: Message<Buffer, string>, decode?: ValueDecoder): Promise<void> {
+  let value = renderBytes(m.rawValue);
+  let decoded: string | undefined;
+  if (decode !== undefined && m.rawValue !== null) {
+    try {
+      decoded = await decode(m.rawValue);
+      value = { text: decoded, encoding: 'utf8' };
+    } catch (err) {
+      out.note(`${m.topic}/${m.partition}@${m.offset}: ${(err as Error).message}; printed as bytes`);
+    }
+  }
   const headers: Record<string, string> = {};
   for (const [name, v] of m.rawHeaders) headers[name] = renderBytes(v).text ?? '';
   out.record(
@@ -13,7 +42,8 @@ function print(out: Output, m: Message<Buffer, string>): void {
       offset: m.offset,
       timestamp: new Date(m.timestamp).toISOString(),
       key: m.key,
-      value: value.text,
+      value: decoded === undefined ? value.text : JSON.parse(decoded),
+      ...(decoded !== undefined ? { valueFormat: 'avro' } : {}),
       ...(value.encoding === 'base64' ? { valueEncoding: 'base64' } : {}),
       headers,
     },
@@ -30,10 +60,13 @@ function print(out: Output, m: Message<Buffer, string>): void {
 export const commands: Command[] = [
   {
     words: ['consume'],
-    usage: 'consume TOPIC [--group G] [--from-beginning] [--max N] [--timeout SECONDS]',
-    summary: 'print records; with --group, join the group and commit',
+    usage:
+      'consume TOPIC [--group G] [--from-beginning] [--max N] [--timeout SECONDS] [--value-format avro [--registry URL]]',
+    summary: 'print records; with --group, join the group and commit; Avro values decoded as JSON',
     positionals: 1,
     options: {
+      'value-format': { type: 'string' },
+      registry: { type: 'string' },
       group: { type: 'string', short: 'g' },
       'from-beginning': { type: 'boolean' },
       max: { type: 'string' },
@@ -46,6 +79,15 @@ export const commands: Command[] = [
       const timeoutS = intOption(values, 'timeout', 1);
       const partition = intOption(values, 'partition');
       const client = await bus();
+      const format = values['value-format'] as string | undefined;
+      if (format !== undefined && format !== 'avro' && format !== 'raw') {
+        throw new UsageError(`--value-format must be avro or raw, got ${JSON.stringify(format)}`);
+      }
+      const registryUrl = (values.registry as string | undefined) ?? process.env.EVENTLINE_REGISTRY_URL;
+      const external =
+        registryUrl !== undefined && registryUrl !== '' ? httpRegistry(registryUrl) : undefined;
+      const decode =
+        format === 'avro' ? avroDecoder(topic, async () => external ?? client.registry()) : undefined;
       // Validate the topic up front: a clear error beats waiting on nothing.
       await client.admin.describeTopic(topic);
       const stop = new AbortController();
@@ -73,7 +115,7 @@ export const commands: Command[] = [
                   ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason)),
                 );
               }
-              print(out, m);
+              await print(out, m, decode);
               printed++;
               arm();
               if (max !== undefined && printed >= max) stop.abort();
@@ -90,7 +132,7 @@ export const commands: Command[] = [
             signal: stop.signal,
             ...(partition === undefined ? {} : { partitions: [partition] }),
           })) {
-            print(out, m);
+            await print(out, m, decode);
             printed++;
             arm();
             if (max !== undefined && printed >= max) break;

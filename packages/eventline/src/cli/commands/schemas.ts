@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { fail } from '../../errors.ts';
+import { fail, isEventlineError } from '../../errors.ts';
 import { parseSchemaText } from '../../schema/avro-types.ts';
 import { generateTypes } from '../../schema/codegen.ts';
 import { httpRegistry } from '../../schema/http-registry.ts';
@@ -38,6 +38,18 @@ function readSchema(path: string): SchemaInput {
     fail('EVENTLINE_ERR_SCHEMA_INVALID', `${path} is not JSON: ${(err as Error).message}`);
   }
   return { schema: text };
+}
+
+/** Runs a registry call on a file's schema; a refusal of the schema itself names the file. */
+async function withFile<T>(file: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (isEventlineError(err, 'EVENTLINE_ERR_SCHEMA_INVALID')) {
+      fail(err.code, `${file}: ${err.message}`, { cause: err, details: err.details });
+    }
+    throw err;
+  }
 }
 
 function versionOption(raw: unknown): number | 'latest' {
@@ -89,7 +101,7 @@ export const commands: Command[] = [
       if (!ctx.out.json) {
         ctx.out.info(
           rows.length === 0
-            ? `no subjects in ${registry.description}`
+            ? `no subjects in the ${registry.description} registry`
             : table(['SUBJECT', 'VERSIONS', 'LATEST', 'ID'], rows),
         );
       }
@@ -122,7 +134,7 @@ export const commands: Command[] = [
       const [subject, file] = ctx.positionals as [string, string];
       const input = readSchema(file);
       const registry = await registryOf(ctx);
-      const { id, version } = await registry.register(subject, input);
+      const { id, version } = await withFile(file, () => registry.register(subject, input));
       ctx.out.record({ subject, id, version }, `registered ${subject} version ${version}, schema id ${id}`);
       return 0;
     },
@@ -138,7 +150,7 @@ export const commands: Command[] = [
       const input = readSchema(file);
       const registry = await registryOf(ctx);
       const version = ctx.values.version === undefined ? undefined : versionOption(ctx.values.version);
-      const result = await registry.testCompatibility(subject, input, version);
+      const result = await withFile(file, () => registry.testCompatibility(subject, input, version));
       ctx.out.record(
         { subject, ...result },
         result.compatible
@@ -232,18 +244,23 @@ export const commands: Command[] = [
       }
       const bus = await ctx.bus();
       const registry = await openRegistry(bus.engine);
-      const server = await startRegistryServer(registry, {
-        port,
-        ...(ctx.values.host === undefined ? {} : { host: ctx.values.host as string }),
-        ...(username !== undefined && password !== undefined ? { basicAuth: { username, password } } : {}),
-      });
-      ctx.out.record(
-        { url: server.url, engine: bus.url, auth: username !== undefined },
-        `schema registry on ${server.url} (engine ${bus.url}${username !== undefined ? ', basic auth' : ''}); Ctrl-C stops it`,
-      );
-      if (!ctx.signal.aborted) await once(ctx.signal, 'abort');
-      await server.close();
-      await registry.close();
+      // Closed on every path: an open registry follows its topic, which would keep the process
+      // alive after a failed listen (port in use, unknown host).
+      try {
+        const server = await startRegistryServer(registry, {
+          port,
+          ...(ctx.values.host === undefined ? {} : { host: ctx.values.host as string }),
+          ...(username !== undefined && password !== undefined ? { basicAuth: { username, password } } : {}),
+        });
+        ctx.out.record(
+          { url: server.url, engine: bus.url, auth: username !== undefined },
+          `schema registry on ${server.url} (engine ${bus.url}${username !== undefined ? ', basic auth' : ''}); Ctrl-C stops it`,
+        );
+        if (!ctx.signal.aborted) await once(ctx.signal, 'abort');
+        await server.close();
+      } finally {
+        await registry.close();
+      }
       return 0;
     },
   },
