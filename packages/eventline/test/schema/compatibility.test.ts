@@ -8,32 +8,13 @@ import {
   type IncompatibilityType,
 } from '../../src/schema/compatibility.ts';
 import { COMPATIBILITY_LEVELS, type CompatibilityLevel } from '../../src/schema/types.ts';
+import { TASK_CREATED as SEED_TASK_CREATED } from './fixtures.ts';
 
 type Json = Record<string, unknown>;
 type Edit = (fields: Json[]) => Json[];
 
-// The TaskCreatedEvent schema of the todo-app seed (task.created topic), docs left out.
-const TASK_CREATED: Json = {
-  type: 'record',
-  name: 'TaskCreatedEvent',
-  namespace: 'com.todoapp.events',
-  fields: [
-    { name: 'eventId', type: 'string' },
-    { name: 'eventTimestamp', type: 'long' },
-    { name: 'userId', type: 'string' },
-    { name: 'taskId', type: 'string' },
-    { name: 'title', type: 'string' },
-    { name: 'description', type: ['null', 'string'], default: null },
-    {
-      name: 'priority',
-      type: { type: 'enum', name: 'Priority', symbols: ['CRITICAL', 'HIGH', 'MEDIUM', 'LOW'] },
-      default: 'MEDIUM',
-    },
-    { name: 'dueDate', type: ['null', 'long'], default: null },
-    { name: 'categoryId', type: ['null', 'string'], default: null },
-    { name: 'tags', type: { type: 'array', items: 'string' }, default: [] },
-  ],
-};
+// The seed's TaskCreatedEvent (task.created topic), seen as plain JSON.
+const TASK_CREATED: Json = SEED_TASK_CREATED;
 
 /** TaskCreatedEvent with `edit` applied to a copy of its fields and `top` merged into the record. */
 function task(edit: Edit = (f) => f, top: Json = {}): Json {

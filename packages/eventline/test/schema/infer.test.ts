@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { parseAvro } from '../../src/schema/avro-types.ts';
 import type { InferAvro, InferAvroInput } from '../../src/schema/infer.ts';
+import { type TASK_COMPLETED, type TASK_CREATED, UNIONS } from './fixtures.ts';
 
 // This file is mostly checked by `tsc --noEmit -p .`: an `Expect<Equal<...>>` that does not hold and
 // a `@ts-expect-error` line that compiles are both compile errors.
@@ -9,50 +11,9 @@ import type { InferAvro, InferAvroInput } from '../../src/schema/infer.ts';
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 type Expect<T extends true> = T;
 
-const TaskCreatedEvent = {
-  type: 'record',
-  name: 'TaskCreatedEvent',
-  namespace: 'com.todoapp.events',
-  fields: [
-    { name: 'eventId', type: 'string', doc: 'Unique event identifier (UUID)' },
-    { name: 'eventTimestamp', type: 'long', doc: 'Event creation timestamp (milliseconds)' },
-    { name: 'userId', type: 'string', doc: 'User ID who created the task' },
-    { name: 'taskId', type: 'string', doc: 'New task ID' },
-    { name: 'title', type: 'string', doc: 'Task title' },
-    { name: 'description', type: ['null', 'string'], default: null, doc: 'Task description' },
-    {
-      name: 'priority',
-      type: { type: 'enum', name: 'Priority', symbols: ['CRITICAL', 'HIGH', 'MEDIUM', 'LOW'] },
-      default: 'MEDIUM',
-    },
-    { name: 'dueDate', type: ['null', 'long'], default: null, doc: 'Due date timestamp (milliseconds)' },
-    { name: 'categoryId', type: ['null', 'string'], default: null },
-    { name: 'tags', type: { type: 'array', items: 'string' }, default: [] },
-  ],
-} as const;
-
-const TaskCompletedEvent = {
-  type: 'record',
-  name: 'TaskCompletedEvent',
-  namespace: 'com.todoapp.events',
-  fields: [
-    { name: 'eventId', type: 'string' },
-    { name: 'eventTimestamp', type: 'long' },
-    { name: 'userId', type: 'string' },
-    { name: 'taskId', type: 'string' },
-    { name: 'completedAt', type: 'long', doc: 'Completion timestamp' },
-    {
-      name: 'timeToComplete',
-      type: ['null', 'long'],
-      default: null,
-      doc: 'Time from creation to completion (ms)',
-    },
-  ],
-} as const;
-
-type TaskCreated = InferAvro<typeof TaskCreatedEvent>;
-type TaskCreatedInput = InferAvroInput<typeof TaskCreatedEvent>;
-type TaskCompleted = InferAvro<typeof TaskCompletedEvent>;
+type TaskCreated = InferAvro<typeof TASK_CREATED>;
+type TaskCreatedInput = InferAvroInput<typeof TASK_CREATED>;
+type TaskCompleted = InferAvro<typeof TASK_COMPLETED>;
 
 type Priority = 'CRITICAL' | 'HIGH' | 'MEDIUM' | 'LOW';
 
@@ -329,4 +290,160 @@ test('timestamp-millis decodes to Date and accepts epoch milliseconds on publish
 test('the seed values type-check as written', () => {
   const value: TaskCreated = created;
   assert.equal(value.priority, 'MEDIUM');
+});
+
+type A = { x: number };
+type Unions = InferAvro<typeof UNIONS>;
+type UnionsInput = InferAvroInput<typeof UNIONS>;
+
+export type UnionChecks = [
+  Expect<Equal<Unions['either'], null | { 'ns.A': A } | { 'other.B': { y: string } }>>,
+  Expect<Equal<UnionsInput['either'], null | { 'ns.A': A } | { 'other.B': { y?: string } }>>,
+  Expect<Equal<Unions['amount'], null | { int: number } | { double: number }>>,
+  Expect<Equal<Unions['big'], null | string | number | bigint>>,
+  Expect<Equal<Unions['intOrLong'], null | number | bigint>>,
+  Expect<Equal<Unions['symbol'], { string: string } | { 'ns.E': 'X' | 'Y' }>>,
+  Expect<Equal<Unions['mapOrRecord'], { map: Record<string, number> } | { 'ns.A': A }>>,
+  Expect<Equal<Unions['bytesOrFixed'], { bytes: Buffer } | { 'ns.F': Buffer }>>,
+  Expect<Equal<Unions['decimalOrFixed'], string | Buffer>>,
+  Expect<Equal<UnionsInput['decimalOrFixed'], string | number | bigint | Buffer>>,
+  Expect<Equal<Unions['badDecimal'], { bytes: Buffer } | { 'ns.F': Buffer }>>,
+  Expect<Equal<Unions['timed'], null | { long: Date } | { int: number } | { float: number }>>,
+  Expect<Equal<UnionsInput['timed'], null | { long: Date | number } | { int: number } | { float: number }>>,
+  Expect<Equal<Unions['day'], Date | number>>,
+  Expect<Equal<UnionsInput['day'], Date | string | number>>,
+  Expect<Equal<Unions['clock'], { int: number } | { double: number }>>,
+  Expect<Equal<Unions['list'], null | ({ int: number } | { float: number })[] | boolean>>,
+  Expect<Equal<Unions['byFullName'], null | { 'other.B': { y: string } } | { 'ns.A': A }>>,
+  Expect<Equal<Unions['nested'], Record<string, null | { 'ns.A': A } | { 'other.B': { y: string } }>>>,
+  Expect<Equal<UnionsInput['nested'], Record<string, null | { 'ns.A': A } | { 'other.B': { y?: string } }>>>,
+  // Top-level unions, in the null namespace, and the publish-input widenings.
+  Expect<
+    Equal<
+      InferAvro<
+        readonly [
+          'null',
+          { type: 'record'; name: 'P'; fields: readonly [{ name: 'on'; type: 'boolean' }] },
+          { type: 'map'; values: 'long' },
+        ]
+      >,
+      null | { P: { on: boolean } } | { map: Record<string, number | bigint> }
+    >
+  >,
+  Expect<Equal<InferAvroInput<{ type: 'int'; logicalType: 'date' }>, Date | string>>,
+  Expect<Equal<InferAvro<{ type: 'int'; logicalType: 'date' }>, Date>>,
+  Expect<
+    Equal<
+      InferAvroInput<{ type: 'bytes'; logicalType: 'decimal'; precision: 12; scale: 3 }>,
+      string | number | bigint
+    >
+  >,
+  Expect<Equal<InferAvro<{ type: 'bytes'; logicalType: 'decimal'; precision: 12; scale: 3 }>, string>>,
+  // A decimal the codec refuses is its underlying type.
+  Expect<Equal<InferAvro<{ type: 'bytes'; logicalType: 'decimal'; precision: 0 }>, Buffer>>,
+  Expect<Equal<InferAvro<{ type: 'bytes'; logicalType: 'decimal'; precision: 9; scale: 10 }>, Buffer>>,
+  Expect<Equal<InferAvro<{ type: 'bytes'; logicalType: 'decimal'; precision: 100; scale: 99 }>, string>>,
+  Expect<Equal<InferAvro<{ type: 'bytes'; logicalType: 'decimal'; precision: 1.5 }>, Buffer>>,
+  Expect<Equal<InferAvro<{ type: 'bytes'; logicalType: 'decimal' }>, Buffer>>,
+  // A branch that cannot be resolved leaves the whole union unknown.
+  Expect<Equal<InferAvro<readonly ['null', 'Nowhere', 'int']>, unknown>>,
+];
+
+/** Copies a decoded value into plain objects (avsc wraps union branches in classes of its own). */
+function plain(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(plain);
+  if (value === null || typeof value !== 'object' || value instanceof Date || Buffer.isBuffer(value))
+    return value;
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
+}
+
+test('values of the inferred shapes round-trip through the codec, wrapped exactly where avsc wraps', () => {
+  const type = parseAvro(UNIONS);
+  const fields = (type as unknown as { fields: { name: string; type: { typeName: string } }[] }).fields;
+  const wrapped = fields.filter((f) => f.type.typeName === 'union:wrapped').map((f) => f.name);
+  assert.deepEqual(wrapped, [
+    'either',
+    'amount',
+    'symbol',
+    'mapOrRecord',
+    'bytesOrFixed',
+    'badDecimal',
+    'timed',
+    'clock',
+    'byFullName',
+  ]);
+
+  // [written, read back]: the fields that come back as written are given once, in `same`.
+  const same1 = {
+    either: { 'ns.A': { x: 1 } },
+    amount: { double: 1.5 },
+    big: 2n ** 60n,
+    intOrLong: null,
+    symbol: { 'ns.E': 'Y' },
+    mapOrRecord: { map: { a: 1 } },
+    badDecimal: { bytes: Buffer.from('z') },
+    clock: { int: 1000 },
+    list: [{ int: 1 }, { float: 0.5 }],
+    nested: { a: { 'ns.A': { x: 1 } }, b: null },
+  } satisfies Partial<Unions>;
+  // Every field given and none changed: a decoded value is also a publish input.
+  const unchanged: Unions = {
+    either: { 'other.B': { y: 'b' } },
+    amount: { int: 7 },
+    big: 'text',
+    intOrLong: 2n ** 62n,
+    symbol: { string: 'free' },
+    mapOrRecord: { 'ns.A': { x: 2 } },
+    bytesOrFixed: { 'ns.F': Buffer.from('cd') },
+    decimalOrFixed: Buffer.from('ef'),
+    badDecimal: { 'ns.F': Buffer.from('gh') },
+    timed: { int: -1 },
+    day: 2.5,
+    clock: { double: 0.25 },
+    list: true,
+    byFullName: { 'ns.A': { x: 3 } },
+    nested: { c: { 'other.B': { y: 'c' } } },
+  };
+  const same3 = {
+    either: null,
+    amount: null,
+    big: 42,
+    intOrLong: null,
+    symbol: { 'ns.E': 'X' },
+    mapOrRecord: { map: {} },
+    decimalOrFixed: '-0.01',
+    badDecimal: { bytes: Buffer.alloc(0) },
+    timed: { float: 0.5 },
+    day: new Date('2000-01-01T00:00:00Z'),
+    clock: { int: 0 },
+    list: null,
+    byFullName: null,
+    nested: {},
+  } satisfies Partial<Unions>;
+  const cases: [UnionsInput, Unions][] = [
+    [
+      {
+        ...same1,
+        decimalOrFixed: 12.5,
+        timed: { long: 1_700_000_000_000 },
+        day: '2024-02-29',
+        byFullName: { 'other.B': {} },
+      },
+      {
+        ...same1,
+        bytesOrFixed: { bytes: Buffer.from('ab') },
+        decimalOrFixed: '12.50',
+        timed: { long: new Date(1_700_000_000_000) },
+        day: new Date('2024-02-29T00:00:00Z'),
+        byFullName: { 'other.B': { y: '' } },
+      },
+    ],
+    [unchanged, unchanged],
+    [same3, { ...same3, bytesOrFixed: { bytes: Buffer.from('ab') } }],
+  ];
+  cases.forEach(([input, expected], i) => {
+    // As the codec writes: fields left out are written with their default.
+    const decoded = type.fromBuffer(type.toBuffer(input));
+    assert.deepEqual(plain(decoded), plain(expected), `value ${i}`);
+  });
 });
