@@ -98,6 +98,12 @@ export interface BatchItem<V, K = string> extends PublishOptions<K> {
   value: V | null;
 }
 
+/** A record encoded for a topic, ready to store: see `Eventline.encodeBatch`. */
+export interface EncodedRecord extends AppendRecord {
+  /** CloudEvents `ce_id` of the record. */
+  id: string;
+}
+
 /** Where a published record landed. */
 export interface PublishResult {
   topic: string;
@@ -278,6 +284,19 @@ export class Eventline {
     items: readonly BatchItem<NoInfer<V>, NoInfer<K>>[],
     options: PublishBatchOptions = {},
   ): Promise<PublishResult[]> {
+    const records = await this.encodeBatch(topic, items);
+    return records.length === 0 ? [] : this.appendEncoded(topic.name, records, options);
+  }
+
+  /**
+   * Turns items into the records `publishBatch` would store (codecs, key, partition, CloudEvents
+   * headers) without storing them, for callers that store them later (the outbox). Throws as
+   * `publishBatch` does for a value its codec rejects.
+   */
+  async encodeBatch<V, K>(
+    topic: Topic<V, K>,
+    items: readonly BatchItem<NoInfer<V>, NoInfer<K>>[],
+  ): Promise<EncodedRecord[]> {
     this.#check();
     if (!Array.isArray(items)) fail('EVENTLINE_ERR_INVALID_ARGUMENT', 'publishBatch: items must be an array');
     if (items.length === 0) return [];
@@ -288,8 +307,7 @@ export class Eventline {
     const n = items.length;
     const where = (i: number): string =>
       n === 1 ? `topic ${topic.name}` : `topic ${topic.name}, record ${i}`;
-    const records: AppendRecord[] = new Array(n);
-    const ids: string[] = new Array(n);
+    const records: EncodedRecord[] = new Array(n);
     // One allocation for every ce_id of the batch; each header value is a view into it.
     const idBytes = Buffer.allocUnsafe(36 * n);
     writeUuids(idBytes, 0, n);
@@ -316,7 +334,6 @@ export class Eventline {
         partition = next % partitions;
       }
       const id = idBytes.toString('latin1', i * 36, i * 36 + 36);
-      ids[i] = id;
       const constant = item.type === undefined ? defaults : this.#constantHeaders(topic, item.type);
       if (this.#lastTime.ms !== timestamp) {
         this.#lastTime = { ms: timestamp, iso: Buffer.from(new Date(timestamp).toISOString(), 'latin1') };
@@ -326,6 +343,7 @@ export class Eventline {
       for (let h = 0; h < constant.length; h++) headers[h + 1] = constant[h]!;
       headers[constant.length + 1] = ['ce_time', this.#lastTime.iso];
       records[i] = {
+        id,
         partition,
         key,
         value,
@@ -333,14 +351,27 @@ export class Eventline {
         headers: item.headers === undefined ? headers : withUserHeaders(topic.name, headers, item.headers),
       };
     }
-    const results = await this.#engine.append(topic.name, records, options);
-    const out: PublishResult[] = new Array(n);
-    for (let i = 0; i < n; i++) {
+    return records;
+  }
+
+  /**
+   * Stores records made by `encodeBatch` (or read back from where they were kept), atomically
+   * unless `{ atomic: false }`. Same guarantees and errors as `publishBatch`.
+   */
+  async appendEncoded(
+    topic: string,
+    records: readonly EncodedRecord[],
+    options: PublishBatchOptions = {},
+  ): Promise<PublishResult[]> {
+    this.#check();
+    const results = await this.#engine.append(topic, [...records], options);
+    const out: PublishResult[] = new Array(records.length);
+    for (let i = 0; i < records.length; i++) {
       out[i] = {
-        topic: topic.name,
+        topic,
         partition: results[i]!.partition,
         offset: results[i]!.offset,
-        id: ids[i]!,
+        id: records[i]!.id,
         timestamp: records[i]!.timestamp,
       };
     }

@@ -6,6 +6,7 @@ export {
   type BatchItem,
   type ConnectOptions,
   connect,
+  type EncodedRecord,
   type EnsureTopicsOptions,
   Eventline,
   type FollowOptions,

@@ -7,6 +7,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Topic } from '../topic.ts';
 import { type Duration, parseDuration } from '../util/units.ts';
 import { type CodecBinder, prepareDecode, type TopicCodecs } from './codecs.ts';
+import { type DedupOptions, withBatchDedup, withDedup } from './dedup.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: a subscription accepts topics of any value and key type
 export type AnyTopic = Topic<any, any>;
@@ -79,6 +80,11 @@ export interface SubscribeOptions<T extends TopicInput> {
   onError?: (error: Error, info: ErrorInfo) => void;
   /** Stops the subscription when aborted. */
   signal?: AbortSignal;
+  /**
+   * Skip records whose `ce_id` this group already processed, remembered in a durable store
+   * (`sqliteDedupStore`, `redisDedupStore`, `postgresDedupStore`). See docs/delivery.md.
+   */
+  dedup?: DedupOptions;
 }
 
 export interface SeekTarget {
@@ -187,8 +193,13 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     this.group = options.group;
     this.#engine = deps.engine;
     this.#deps = deps;
-    this.#handler = options.handler;
-    this.#batchHandler = options.batchHandler;
+    const dedup = options.dedup;
+    this.#handler =
+      dedup && options.handler ? withDedup(options.handler, dedup, options.group) : options.handler;
+    this.#batchHandler =
+      dedup && options.batchHandler
+        ? withBatchDedup(options.batchHandler, dedup, options.group)
+        : options.batchHandler;
     for (const t of options.topics) {
       const codecs = deps.codecs.of(t as Topic<unknown, unknown> | string);
       this.#codecs.set(codecs.name, codecs);

@@ -3,11 +3,17 @@ import type { ConnectOptions, Eventline } from '../../src/client.ts';
 import { defineTopic, type Topic, type TopicOptions } from '../../src/topic.ts';
 import { unique } from '../helpers.ts';
 import { consumeCases } from './cases/consume.ts';
+import { deadLetterCases } from './cases/dead-letters.ts';
+import { dedupCases } from './cases/dedup.ts';
 import { groupCases } from './cases/groups.ts';
+import { outboxCases } from './cases/outbox.ts';
 import { processCases } from './cases/processes.ts';
 import { publishCases } from './cases/publish.ts';
+import { requestReplyCases } from './cases/request-reply.ts';
 import { retentionCases } from './cases/retention.ts';
+import { retryCases } from './cases/retries.ts';
 import { schemaCases } from './cases/schemas.ts';
+import { viewCases } from './cases/views.ts';
 import type { ConformanceTarget, TargetDescriptor } from './target.ts';
 
 /** What a case gets: a client, and fresh topics and groups no other case uses. */
@@ -37,6 +43,12 @@ export const allCases: readonly ConformanceCase[] = [
   ...retentionCases,
   ...processCases,
   ...schemaCases,
+  ...retryCases,
+  ...deadLetterCases,
+  ...dedupCases,
+  ...outboxCases,
+  ...requestReplyCases,
+  ...viewCases,
 ];
 
 /**
