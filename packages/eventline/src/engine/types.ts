@@ -72,6 +72,12 @@ export interface FetchOptions {
 export interface CommittedOffset extends TopicPartition {
   /** The next offset the group will read. */
   offset: number;
+  /**
+   * Stored with the offset (Kafka's commit metadata, at most a few KiB): the runtime keeps the
+   * state of records past the offset that are finished or waiting for a retry, so a restart or the
+   * next owner resumes exactly.
+   */
+  metadata?: string;
 }
 
 export interface GroupMemberInfo {

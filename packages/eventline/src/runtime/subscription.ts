@@ -1,13 +1,23 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { partitionKey } from '../engine/assignor.ts';
-import type { Engine, FetchedBatch, GroupMember, StoredRecord, TopicPartition } from '../engine/types.ts';
+import type {
+  CommittedOffset,
+  Engine,
+  FetchedBatch,
+  GroupMember,
+  StoredRecord,
+  TopicPartition,
+} from '../engine/types.ts';
 import { EventlineError, fail, isEventlineError } from '../errors.ts';
 import { decodeMessage, type Message } from '../message.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { Topic } from '../topic.ts';
+import { normalizeTopicConfig, type Topic } from '../topic.ts';
 import { type Duration, parseDuration } from '../util/units.ts';
 import { type CodecBinder, prepareDecode, type TopicCodecs } from './codecs.ts';
+import { deadLetterTopic, parkingLotTopic, replaysOf, toDeadLetter } from './dead-letter.ts';
 import { type DedupOptions, withBatchDedup, withDedup } from './dedup.ts';
+import { decodeProgress, encodeProgress, type RetryInfo } from './progress.ts';
+import { type RetryOptions, type RetryPolicy, retryPolicy } from './retry.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: a subscription accepts topics of any value and key type
 export type AnyTopic = Topic<any, any>;
@@ -21,7 +31,10 @@ export type MessageOf<T> = T extends Topic<infer V, infer K> ? Message<V, K> : M
 export interface HandlerContext {
   /** Aborted when the partition is taken away or the stop grace period runs out. */
   readonly signal: AbortSignal;
-  /** 1 on the first delivery of a record to this member, then 2, 3, … on redeliveries. */
+  /**
+   * 1 on the first delivery of a record, then 2, 3, … on retries. The count survives a restart
+   * and a move to another member (it is kept with the group's committed offset).
+   */
   readonly attempt: number;
   readonly group: string;
   readonly memberId: string;
@@ -36,6 +49,10 @@ export interface ErrorInfo {
   attempt?: number;
   /** Milliseconds until the record is delivered again. */
   retryInMs?: number;
+  /** The topic the record was written to after its last attempt (dead letters or parking lot). */
+  deadLetter?: string;
+  /** True when the record was given up after its last attempt with dead letters turned off. */
+  dropped?: boolean;
   /**
    * True when the record cannot be decoded (not in its codec's format, an unknown schema id, a
    * truncated payload): delivering it again will fail the same way. The error says why.
@@ -47,23 +64,51 @@ export interface SubscribeOptions<T extends TopicInput> {
   /** Consumer group: members of one group share the partitions; each group gets every record. */
   group: string;
   topics: readonly T[];
-  /** Called once per record, in offset order per partition. Throwing means: deliver it again. */
+  /**
+   * Called once per record, in offset order per key (per partition with `ordering: 'partition'`).
+   * Throwing means: try again later (see `retry`), then the dead-letter topic.
+   */
   handler?: (message: MessageOf<T>, context: HandlerContext) => unknown;
-  /** Called with up to `maxBatchSize` records of one partition. Throwing redelivers the batch. */
+  /** Called with up to `maxBatchSize` records of one partition. Throwing delivers the batch again. */
   batchHandler?: (messages: MessageOf<T>[], context: HandlerContext) => unknown;
+  /**
+   * Failed deliveries are tried again with exponential backoff and jitter, without holding up
+   * other keys: while a record waits, later records with the same key wait behind it and records
+   * with other keys keep flowing. Nothing waits only in memory: the commit never passes a waiting
+   * record, and its attempt count travels with the committed offset.
+   */
+  retry?: RetryOptions;
+  /**
+   * After the last attempt a record goes to the dead-letter topic `dlq.<group>.<topic>` with its
+   * key, value and headers unchanged plus headers saying where it came from and why it failed. A
+   * record replayed `maxReplays` times (default 3) that fails again goes to `parking.<group>.<topic>`
+   * instead. `false` drops records after their last attempt (each one is reported).
+   */
+  deadLetter?: false | { maxReplays?: number };
+  /**
+   * `'key'` (default): records of one key are handled in order, records of different keys may pass
+   * one another (a waiting retry holds up only its own key). `'partition'`: the whole partition
+   * waits for a failing record. Records without a key each count as their own key.
+   */
+  ordering?: 'key' | 'partition';
   /** Where a group with no committed offset starts: the oldest record (true) or new records only. Default false. */
   fromBeginning?: boolean;
-  /** How many partitions are processed at once. Order within a partition is always kept. Default 1. */
-  concurrency?: number;
+  /**
+   * How many partitions are handled at once (a number, default 1), and how many records of one
+   * partition: `{ partitions, perPartition }`. With `perPartition` above 1, records of different
+   * keys in a partition are handled in parallel and each key keeps its order; commits advance only
+   * to the lowest unfinished offset.
+   */
+  concurrency?: number | { partitions?: number; perPartition?: number };
   /** Records fetched at once, and the most a batch handler gets. Default 500. */
   maxBatchSize?: number;
   /** A member silent for this long loses its partitions. Default `'10s'`. */
   sessionTimeout?: Duration;
   /** Default a tenth of the session timeout. */
   heartbeatInterval?: Duration;
-  /** Wait before delivering a failed record again; doubles per attempt. Default `'200ms'`. */
+  /** Same as `retry.initialDelay` (kept for older callers). */
   redeliveryDelay?: Duration;
-  /** Upper bound of the redelivery wait. Default `'30s'`. */
+  /** Same as `retry.maxDelay` (kept for older callers). */
   maxRedeliveryDelay?: Duration;
   /**
    * Handled records are committed at most this often (and always when partitions are revoked or
@@ -118,19 +163,44 @@ export interface Subscription {
   readonly stopped: Promise<void>;
 }
 
+/** Records of one key in one partition, handled in offset order. */
+interface Lane {
+  readonly id: string;
+  readonly queue: StoredRecord[];
+  running: boolean;
+  /** Set while the head record waits for its next attempt. */
+  timer: NodeJS.Timeout | undefined;
+}
+
 interface PartitionState extends TopicPartition {
   key: string;
-  /** Next offset to commit: one past the last record handled successfully. */
-  processed: number | null;
+  codecs: TopicCodecs;
+  /** Offsets taken from the log and not yet passed by the commit position, in order. */
+  window: number[];
+  head: number;
+  /** Finished offsets at or after `window[head]`. */
+  done: Set<number>;
+  /** The commit position once everything taken is finished (the last batch's next offset). */
+  progress: number | null;
   committed: number | null;
-  busy: boolean;
+  committedMeta: string | undefined;
+  lanes: Map<string, Lane>;
+  runnable: Lane[];
+  /** Batches waiting to be handled in order, one record at a time (the fast path). */
+  sequential: { records: StoredRecord[]; nextOffset: number }[];
+  /** Handler calls running now (a sequential batch counts as one). */
+  running: number;
+  /** Records taken and not finished. */
+  buffered: number;
+  /** Records that failed and wait for their next attempt. */
+  retries: Map<number, RetryInfo>;
+  /** Finished offsets restored from the commit metadata, skipped when fetched again. */
+  restoredDone: Set<number>;
+  restoring: boolean;
   gone: boolean;
-  backoffUntil: number;
-  backoffTimer: NodeJS.Timeout | undefined;
-  failedOffset: number;
-  attempt: number;
   pendingSeek: number | undefined;
   abort: AbortController;
+  /** Resolved once nothing runs in the partition. */
   idle: (() => void)[];
 }
 
@@ -142,6 +212,8 @@ export interface SubscriptionDeps {
   onStopped(sub: Subscription): void;
 }
 
+const DEAD_LETTER_SETTINGS = { retention: 'forever' } as const;
+
 export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   readonly group: string;
   readonly #engine: Engine;
@@ -150,23 +222,26 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   readonly #handler: SubscribeOptions<T>['handler'];
   readonly #batchHandler: SubscribeOptions<T>['batchHandler'];
   readonly #onError: (error: Error, info: ErrorInfo) => void;
-  readonly #concurrency: number;
+  readonly #partitionsAtOnce: number;
+  readonly #perPartition: number;
   readonly #maxBatch: number;
-  readonly #redeliveryMs: number;
-  readonly #maxRedeliveryMs: number;
+  readonly #retry: RetryPolicy;
+  readonly #deadLetters: { maxReplays: number } | false;
+  readonly #byKey: boolean;
   readonly #graceMs: number;
   readonly #commitIntervalMs: number;
   #lastCommit = 0;
   #commitTimer: NodeJS.Timeout | undefined;
   readonly #member: GroupMember;
   #parts = new Map<string, PartitionState>();
-  #ready: [PartitionState, FetchedBatch][] = [];
+  /** Handler calls running in all partitions. */
   #inflight = 0;
   #slotWaiters: (() => void)[] = [];
   #pausedAll = false;
   #pausedTopics = new Set<string>();
   #pausedParts = new Set<string>();
   #pendingSeeks = new Map<string, number | 'earliest' | 'latest' | { timestamp: number }>();
+  #ensuredTopics = new Set<string>();
   #stopping = false;
   #stopPromise: Promise<void> | undefined;
   #loopAbort = new AbortController();
@@ -204,8 +279,28 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
       const codecs = deps.codecs.of(t as Topic<unknown, unknown> | string);
       this.#codecs.set(codecs.name, codecs);
     }
-    this.#concurrency = positive(options.concurrency ?? 1, 'concurrency');
+    const concurrency = options.concurrency ?? 1;
+    if (typeof concurrency === 'number') {
+      this.#partitionsAtOnce = positive(concurrency, 'concurrency');
+      this.#perPartition = 1;
+    } else {
+      this.#partitionsAtOnce = positive(concurrency.partitions ?? 1, 'concurrency.partitions');
+      this.#perPartition = positive(concurrency.perPartition ?? 1, 'concurrency.perPartition');
+      if (this.#perPartition > 1 && this.#batchHandler !== undefined) {
+        fail(
+          'EVENTLINE_ERR_INVALID_ARGUMENT',
+          'subscribe: concurrency.perPartition needs a handler, not a batchHandler',
+        );
+      }
+    }
+    this.#byKey = (options.ordering ?? 'key') === 'key';
     this.#maxBatch = positive(options.maxBatchSize ?? 500, 'maxBatchSize');
+    this.#retry = retryPolicy(options.retry, {
+      ...(options.redeliveryDelay === undefined ? {} : { initial: options.redeliveryDelay }),
+      ...(options.maxRedeliveryDelay === undefined ? {} : { max: options.maxRedeliveryDelay }),
+    });
+    this.#deadLetters =
+      options.deadLetter === false ? false : { maxReplays: options.deadLetter?.maxReplays ?? 3 };
     const sessionTimeoutMs = parseDuration(options.sessionTimeout ?? '10s', 'sessionTimeout');
     const heartbeatIntervalMs = parseDuration(
       options.heartbeatInterval ?? Math.max(100, Math.floor(sessionTimeoutMs / 10)),
@@ -217,8 +312,6 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         'subscribe: heartbeatInterval must be shorter than sessionTimeout',
       );
     }
-    this.#redeliveryMs = parseDuration(options.redeliveryDelay ?? '200ms', 'redeliveryDelay');
-    this.#maxRedeliveryMs = parseDuration(options.maxRedeliveryDelay ?? '30s', 'maxRedeliveryDelay');
     this.#graceMs = parseDuration(options.shutdownGrace ?? '30s', 'shutdownGrace');
     this.#commitIntervalMs = parseDuration(options.commitInterval ?? '100ms', 'commitInterval');
     this.#onError =
@@ -286,7 +379,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   async #loop(): Promise<void> {
     let failures = 0;
     while (!this.#stopping) {
-      if (this.#inflight >= this.#concurrency || this.#ready.length > 0) {
+      if (!this.#accepting()) {
         await new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
         continue;
       }
@@ -299,12 +392,11 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         failures = 0;
         for (const b of batches) {
           const st = this.#parts.get(partitionKey(b.topic, b.partition));
-          if (st === undefined || st.gone) continue;
-          st.busy = true;
-          this.#member.pause([st]);
-          this.#ready.push([st, b]);
+          if (st === undefined || st.gone || st.pendingSeek !== undefined) continue;
+          const schemas = prepareDecode(st.codecs, b.records);
+          if (schemas !== undefined) await schemas;
+          if (!st.gone && st.pendingSeek === undefined) this.#take(st, b);
         }
-        this.#pump();
       } catch (err) {
         if (this.#stopping) break;
         this.#report(err, {});
@@ -313,21 +405,10 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     }
   }
 
-  #pump(): void {
-    while (this.#inflight < this.#concurrency && this.#ready.length > 0) {
-      const [st, batch] = this.#ready.shift()!;
-      if (st.gone) {
-        this.#settle(st);
-        continue;
-      }
-      this.#inflight++;
-      void this.#process(st, batch).finally(() => {
-        this.#inflight--;
-        this.#settle(st);
-        this.#pump();
-        this.#wakeLoop();
-      });
-    }
+  /** True when some owned partition can take more records. */
+  #accepting(): boolean {
+    for (const st of this.#parts.values()) if (!this.#isPaused(st)) return true;
+    return this.#parts.size === 0;
   }
 
   #wakeLoop(): void {
@@ -336,129 +417,340 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     for (const w of waiters) w();
   }
 
-  /** A partition's batch is done (or dropped): apply a pending seek, unpause, wake revokers. */
-  #settle(st: PartitionState): void {
-    st.busy = false;
-    if (!st.gone && st.pendingSeek !== undefined) {
-      this.#member.seek(st, st.pendingSeek);
-      st.pendingSeek = undefined;
+  // ---- taking records and scheduling them ---------------------------------------------------
+
+  /** Takes a fetched batch into a partition's state and starts what can start. */
+  #take(st: PartitionState, batch: FetchedBatch): void {
+    const records =
+      st.restoredDone.size === 0
+        ? batch.records
+        : batch.records.filter((r) => !st.restoredDone.delete(r.offset));
+    st.buffered += records.length;
+    if (
+      this.#batchHandler === undefined &&
+      this.#perPartition === 1 &&
+      st.head === st.window.length &&
+      st.retries.size === 0
+    ) {
+      // Nothing waits in this partition: handle the batch in order without per-record bookkeeping.
+      // A failure hands the rest of the batch to the per-key lanes.
+      st.sequential.push({ records, nextOffset: batch.nextOffset });
+    } else {
+      for (const r of records) {
+        st.window.push(r.offset);
+        this.#enqueue(st, r);
+      }
+      st.progress = batch.nextOffset;
+      if (records.length === 0) this.#scheduleCommit();
     }
-    if (!st.gone) this.#refreshPause(st);
-    const idle = st.idle;
-    st.idle = [];
-    for (const fn of idle) fn();
+    this.#refreshPause(st);
+    this.#dispatchAll();
   }
 
-  /** Moves a partition's position now, or once the batch it is handling is done. */
-  #seekWhenIdle(st: PartitionState, offset: number): void {
-    if (st.gone) return;
-    if (st.busy) st.pendingSeek = offset;
-    else this.#member.seek(st, offset);
+  #laneId(r: StoredRecord): string {
+    if (this.#batchHandler !== undefined || !this.#byKey) return '';
+    return r.key === null ? `\u0000${r.offset}` : r.key.toString('latin1');
+  }
+
+  #enqueue(st: PartitionState, r: StoredRecord): void {
+    const id = this.#laneId(r);
+    let lane = st.lanes.get(id);
+    if (lane === undefined) {
+      lane = { id, queue: [], running: false, timer: undefined };
+      st.lanes.set(id, lane);
+    }
+    lane.queue.push(r);
+    if (lane.queue.length === 1 && !lane.running) this.#ready(st, lane);
+  }
+
+  /** A lane's head may run now, or when its retry is due. */
+  #ready(st: PartitionState, lane: Lane): void {
+    const head = lane.queue[0]!;
+    const wait = (st.retries.get(head.offset)?.due ?? 0) - Date.now();
+    if (wait > 0) {
+      lane.timer = setTimeout(() => {
+        lane.timer = undefined;
+        if (st.gone) return;
+        st.runnable.push(lane);
+        this.#dispatchAll();
+      }, wait);
+      return;
+    }
+    st.runnable.push(lane);
+  }
+
+  #slots(): number {
+    return this.#partitionsAtOnce * this.#perPartition - this.#inflight;
+  }
+
+  #dispatchAll(): void {
+    for (const st of this.#parts.values()) {
+      if (this.#slots() <= 0) return;
+      this.#dispatch(st);
+    }
+  }
+
+  #dispatch(st: PartitionState): void {
+    if (st.sequential.length > 0) {
+      if (st.running === 0 && this.#slots() > 0 && this.#canRun(st)) {
+        const { records, nextOffset } = st.sequential.shift()!;
+        void this.#runSequential(st, records, nextOffset);
+      }
+      return;
+    }
+    while (
+      st.runnable.length > 0 &&
+      st.running < this.#perPartition &&
+      this.#slots() > 0 &&
+      this.#canRun(st)
+    ) {
+      const lane = st.runnable.shift()!;
+      if (lane.running || lane.queue.length === 0) continue;
+      lane.running = true;
+      st.running++;
+      this.#inflight++;
+      const run = this.#batchHandler === undefined ? this.#runOne(st, lane) : this.#runBatch(st, lane);
+      void run.finally(() => {
+        lane.running = false;
+        this.#finished(st);
+        if (lane.queue.length === 0) {
+          if (st.lanes.get(lane.id) === lane) st.lanes.delete(lane.id);
+        } else if (lane.timer === undefined && !st.gone) this.#ready(st, lane);
+        this.#dispatchAll();
+      });
+    }
+  }
+
+  #canRun(st: PartitionState): boolean {
+    return !st.gone && st.pendingSeek === undefined && !this.#userPaused(st) && !this.#stopping;
+  }
+
+  /** A handler call ended: free its slot, wake revokers and the loop, commit soon. */
+  #finished(st: PartitionState): void {
+    st.running--;
+    this.#inflight--;
+    if (st.running === 0) {
+      if (!st.gone && st.pendingSeek !== undefined) this.#applySeek(st);
+      const idle = st.idle;
+      st.idle = [];
+      for (const fn of idle) fn();
+    }
+    if (!st.gone) this.#refreshPause(st);
+    this.#scheduleCommit();
+    this.#wakeLoop();
+  }
+
+  #markDone(st: PartitionState, offset: number): void {
+    st.buffered--;
+    st.retries.delete(offset);
+    if (st.window[st.head] === offset) {
+      st.head++;
+      while (st.head < st.window.length && st.done.delete(st.window[st.head]!)) st.head++;
+      if (st.head > 4096 && st.head * 2 > st.window.length) {
+        st.window.splice(0, st.head);
+        st.head = 0;
+      }
+    } else st.done.add(offset);
+  }
+
+  /** The offset to commit: the first record not finished, or past everything taken. */
+  #position(st: PartitionState): number | null {
+    return st.head < st.window.length ? st.window[st.head]! : st.progress;
   }
 
   #context(st: PartitionState, attempt: number): HandlerContext {
     return { signal: st.abort.signal, attempt, group: this.group, memberId: this.#member.memberId };
   }
 
-  async #process(st: PartitionState, batch: FetchedBatch): Promise<void> {
-    const { records } = batch;
-    const codecs = this.#codecs.get(st.topic)!;
-    if (records.length === 0) {
-      // Only markers were passed: move the committed position past them.
-      st.processed = batch.nextOffset;
-      this.#scheduleCommit();
-      return;
-    }
-    const schemas = prepareDecode(codecs, records);
-    if (schemas !== undefined) await schemas;
-    if (this.#batchHandler) {
-      const messages: Message<unknown, unknown>[] = [];
-      let poison: [StoredRecord, unknown] | undefined;
-      for (const r of records) {
+  /** The fast path: a batch in offset order, one record at a time, while nothing waits. */
+  async #runSequential(st: PartitionState, records: StoredRecord[], nextOffset: number): Promise<void> {
+    st.running++;
+    this.#inflight++;
+    const handler = this.#handler!;
+    const { value, key } = st.codecs;
+    let i = 0;
+    try {
+      for (; i < records.length; i++) {
+        if (!this.#canRun(st)) break;
+        const r = records[i]!;
+        let message: Message<unknown, unknown> | undefined;
         try {
-          messages.push(decodeMessage(r, codecs.value, codecs.key));
+          message = decodeMessage(r, value, key);
+          const result = handler(message as MessageOf<T>, this.#context(st, 1));
+          if (
+            result !== null &&
+            typeof result === 'object' &&
+            typeof (result as Promise<unknown>).then === 'function'
+          ) {
+            await result;
+          }
         } catch (err) {
-          poison = [r, err];
-          break;
-        }
-      }
-      if (messages.length > 0) {
-        const first = messages[0]!.offset;
-        const attempt = st.failedOffset === first ? st.attempt + 1 : 1;
-        try {
-          await this.#batchHandler(messages as MessageOf<T>[], this.#context(st, attempt));
-        } catch (err) {
-          this.#failed(st, first, err, attempt);
+          if (st.gone) break;
+          await this.#toLanes(st, records.slice(i), nextOffset, message, err);
           return;
         }
-        // Record progress even when the partition is being revoked: the revoke commits it.
-        st.processed = poison === undefined ? batch.nextOffset : messages[messages.length - 1]!.offset + 1;
-        st.failedOffset = -1;
-        if (st.gone) return;
+        st.progress = r.offset + 1;
+        st.buffered--;
+        this.#scheduleCommit();
       }
-      if (poison)
-        this.#failed(
-          st,
-          poison[0].offset,
-          poison[1],
-          st.failedOffset === poison[0].offset ? st.attempt + 1 : 1,
-        );
-      this.#scheduleCommit();
-      return;
+      if (i === records.length) st.progress = nextOffset;
+    } finally {
+      this.#finished(st);
+      this.#dispatchAll();
     }
-    const handler = this.#handler!;
-    let failed = false;
-    for (const r of records) {
-      if (st.gone || this.#stopping) break;
-      const attempt = st.failedOffset === r.offset ? st.attempt + 1 : 1;
-      let message: Message<unknown, unknown>;
-      try {
-        message = decodeMessage(r, codecs.value, codecs.key);
-        const result = handler(message as MessageOf<T>, this.#context(st, attempt));
-        if (
-          result !== null &&
-          typeof result === 'object' &&
-          typeof (result as Promise<unknown>).then === 'function'
-        ) {
-          await result;
-        }
-      } catch (err) {
-        this.#failed(st, r.offset, err, attempt);
-        failed = true;
-        break;
-      }
-      // Record progress even when the partition is being revoked: the revoke commits it.
-      st.processed = r.offset + 1;
-      st.failedOffset = -1;
-    }
-    // Handled to the end: commit the batch's position, past any markers that followed its records.
-    if (!failed && st.processed === records[records.length - 1]!.offset + 1) st.processed = batch.nextOffset;
-    this.#scheduleCommit();
   }
 
-  /** A delivery failed: report it, rewind to the record, and deliver it again after a backoff. */
-  #failed(st: PartitionState, offset: number, err: unknown, attempt: number): void {
-    if (st.gone) return;
-    const wait = Math.min(this.#redeliveryMs * 2 ** (attempt - 1), this.#maxRedeliveryMs);
-    st.failedOffset = offset;
-    st.attempt = attempt;
-    st.pendingSeek = offset;
-    st.backoffUntil = Date.now() + wait;
-    clearTimeout(st.backoffTimer);
-    st.backoffTimer = setTimeout(() => {
-      st.backoffUntil = 0;
-      if (!st.gone && !st.busy) this.#refreshPause(st);
-    }, wait);
+  /**
+   * The fast path met a failure at `rest[0]`: it and everything after it (queued batches too) go to
+   * the per-key lanes, where the failed record waits for its retry and other keys go on.
+   */
+  async #toLanes(
+    st: PartitionState,
+    rest: StoredRecord[],
+    nextOffset: number,
+    message: Message<unknown, unknown> | undefined,
+    err: unknown,
+  ): Promise<void> {
+    const failed = rest[0]!;
+    const queued = st.sequential.splice(0);
+    const all = [...rest, ...queued.flatMap((b) => b.records)];
+    for (const r of all) st.window.push(r.offset);
+    st.progress = queued.length > 0 ? queued[queued.length - 1]!.nextOffset : nextOffset;
+    const finished = await this.#failed(st, failed, message, err, 1);
+    if (finished) this.#markDone(st, failed.offset);
+    for (const r of finished ? all.slice(1) : all) this.#enqueue(st, r);
+  }
+
+  /** Runs the head of a lane once. */
+  async #runOne(st: PartitionState, lane: Lane): Promise<void> {
+    const r = lane.queue[0]!;
+    const attempt = (st.retries.get(r.offset)?.attempt ?? 0) + 1;
+    let message: Message<unknown, unknown> | undefined;
+    try {
+      message = decodeMessage(r, st.codecs.value, st.codecs.key);
+      await this.#handler!(message as MessageOf<T>, this.#context(st, attempt));
+    } catch (err) {
+      if (st.gone && st.pendingSeek === undefined) return;
+      if (await this.#failed(st, r, message, err, attempt)) {
+        lane.queue.shift();
+        this.#markDone(st, r.offset);
+      }
+      return;
+    }
+    lane.queue.shift();
+    this.#markDone(st, r.offset);
+  }
+
+  /** Batch handlers: the partition is one lane; a failing batch is delivered again whole. */
+  async #runBatch(st: PartitionState, lane: Lane): Promise<void> {
+    const records = lane.queue.slice(0, this.#maxBatch);
+    const first = records[0]!;
+    const attempt = (st.retries.get(first.offset)?.attempt ?? 0) + 1;
+    const messages: Message<unknown, unknown>[] = [];
+    for (const r of records) {
+      try {
+        messages.push(decodeMessage(r, st.codecs.value, st.codecs.key));
+      } catch (err) {
+        if (messages.length > 0) break;
+        // The batch starts with a record that cannot be decoded: it goes aside on its own.
+        if (await this.#failed(st, r, undefined, err, attempt)) {
+          lane.queue.shift();
+          this.#markDone(st, r.offset);
+        }
+        return;
+      }
+    }
+    try {
+      await this.#batchHandler!(messages as MessageOf<T>[], this.#context(st, attempt));
+    } catch (err) {
+      if (st.gone && st.pendingSeek === undefined) return;
+      if (await this.#failed(st, first, undefined, err, attempt, messages.length)) {
+        for (const m of messages) {
+          lane.queue.shift();
+          this.#markDone(st, m.offset);
+        }
+      }
+      return;
+    }
+    for (const m of messages) {
+      lane.queue.shift();
+      this.#markDone(st, m.offset);
+    }
+  }
+
+  /**
+   * A delivery failed. Either the record waits for another attempt (false), or it is finished:
+   * dead-lettered, or dropped when dead letters are off (true). `count` records starting at
+   * `record` failed together (a batch).
+   */
+  async #failed(
+    st: PartitionState,
+    record: StoredRecord,
+    message: Message<unknown, unknown> | undefined,
+    err: unknown,
+    attempt: number,
+    count = 1,
+  ): Promise<boolean> {
+    const now = Date.now();
+    const previous = st.retries.get(record.offset);
+    const first = previous?.first ?? now;
+    const info = { topic: st.topic, partition: st.partition, offset: record.offset, attempt };
     const poison =
-      isEventlineError(err, 'EVENTLINE_ERR_DECODE') && err.details.poison === true ? { poison: true } : {};
-    this.#report(err, {
-      topic: st.topic,
-      partition: st.partition,
-      offset,
-      attempt,
-      retryInMs: wait,
-      ...poison,
-    });
+      isEventlineError(err, 'EVENTLINE_ERR_DECODE') && err.details.poison === true && !err.retryable;
+    if (attempt < this.#retry.attempts && this.#retry.retryable(err, message)) {
+      const wait = this.#retry.delay(attempt);
+      st.retries.set(record.offset, { attempt, first, due: now + wait });
+      this.#report(err, { ...info, retryInMs: wait, ...(poison ? { poison } : {}) });
+      return false;
+    }
+    if (this.#deadLetters === false) {
+      this.#report(err, { ...info, dropped: true, ...(poison ? { poison } : {}) });
+      return true;
+    }
+    const batch = count === 1 ? [record] : this.#batchRecords(st, record, count);
+    const target =
+      replaysOf(record.headers) >= this.#deadLetters.maxReplays
+        ? parkingLotTopic(this.group, st.topic)
+        : deadLetterTopic(this.group, st.topic);
+    try {
+      await this.#ensureTopic(target);
+      await this.#engine.append(
+        target,
+        batch.map((r) =>
+          toDeadLetter(r, {
+            group: this.group,
+            attempts: attempt,
+            firstFailure: first,
+            lastFailure: now,
+            error: err,
+          }),
+        ),
+      );
+    } catch (publishErr) {
+      // The dead-letter topic cannot be written now: keep the record and try again later.
+      const wait = this.#retry.delay(attempt);
+      st.retries.set(record.offset, { attempt: attempt - 1, first, due: now + wait });
+      this.#report(publishErr, { ...info, retryInMs: wait });
+      return false;
+    }
+    this.#report(err, { ...info, deadLetter: target, ...(poison ? { poison } : {}) });
+    return true;
+  }
+
+  #batchRecords(st: PartitionState, from: StoredRecord, count: number): StoredRecord[] {
+    const lane = st.lanes.get('')!;
+    const at = lane.queue.indexOf(from);
+    return lane.queue.slice(at, at + count);
+  }
+
+  async #ensureTopic(name: string): Promise<void> {
+    if (this.#ensuredTopics.has(name)) return;
+    try {
+      await this.#engine.createTopics([{ name, ...normalizeTopicConfig(name, DEAD_LETTER_SETTINGS) }]);
+    } catch (err) {
+      if (!isEventlineError(err, 'EVENTLINE_ERR_TOPIC_EXISTS')) throw err;
+    }
+    this.#ensuredTopics.add(name);
   }
 
   #notify(listener: ((tps: TopicPartition[]) => void) | undefined, tps: TopicPartition[]): void {
@@ -478,13 +770,19 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     }
   }
 
+  #userPaused(st: PartitionState): boolean {
+    return this.#pausedAll || this.#pausedTopics.has(st.topic) || this.#pausedParts.has(st.key);
+  }
+
   #isPaused(st: PartitionState): boolean {
     return (
-      st.busy ||
-      st.backoffUntil > 0 ||
-      this.#pausedAll ||
-      this.#pausedTopics.has(st.topic) ||
-      this.#pausedParts.has(st.key)
+      st.gone ||
+      st.restoring ||
+      st.pendingSeek !== undefined ||
+      st.sequential.length > 0 ||
+      (st.running > 0 && st.head === st.window.length) ||
+      st.buffered >= this.#maxBatch ||
+      this.#userPaused(st)
     );
   }
 
@@ -496,24 +794,35 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   // ---- group callbacks --------------------------------------------------------------------
 
   #assigned(tps: TopicPartition[]): void {
+    const states: PartitionState[] = [];
     for (const tp of tps) {
       const key = partitionKey(tp.topic, tp.partition);
       const st: PartitionState = {
         ...tp,
         key,
-        processed: null,
+        codecs: this.#codecs.get(tp.topic)!,
+        window: [],
+        head: 0,
+        done: new Set(),
+        progress: null,
         committed: null,
-        busy: false,
+        committedMeta: undefined,
+        lanes: new Map(),
+        runnable: [],
+        sequential: [],
+        running: 0,
+        buffered: 0,
+        retries: new Map(),
+        restoredDone: new Set(),
+        restoring: true,
         gone: false,
-        backoffUntil: 0,
-        backoffTimer: undefined,
-        failedOffset: -1,
-        attempt: 0,
         pendingSeek: undefined,
         abort: new AbortController(),
         idle: [],
       };
       this.#parts.set(key, st);
+      states.push(st);
+      this.#refreshPause(st);
       const seek = this.#pendingSeeks.get(key) ?? this.#pendingSeeks.get(partitionKey(tp.topic, -1));
       this.#pendingSeeks.delete(key);
       if (seek !== undefined) {
@@ -522,37 +831,67 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
           (err) => this.#report(err, tp),
         );
       }
-      this.#refreshPause(st);
     }
+    void this.#restore(states);
+  }
+
+  /** Reads what the previous owner left in the commit metadata: finished records and retries. */
+  async #restore(states: PartitionState[]): Promise<void> {
+    try {
+      const committed = await this.#engine.groupOffsets(this.group);
+      for (const st of states) {
+        const c = committed.find((o) => o.topic === st.topic && o.partition === st.partition);
+        if (c === undefined) continue;
+        st.committed = c.offset;
+        st.committedMeta = c.metadata;
+        const progress = decodeProgress(c.offset, c.metadata);
+        st.restoredDone = progress.done;
+        st.retries = progress.retries;
+      }
+    } catch (err) {
+      // Without the metadata nothing is lost: finished records are handled again, attempts restart.
+      this.#report(err, {});
+    }
+    for (const st of states) {
+      st.restoring = false;
+      if (!st.gone) this.#refreshPause(st);
+    }
+    this.#wakeLoop();
   }
 
   async #revoked(tps: TopicPartition[]): Promise<void> {
     const states = tps
       .map((tp) => this.#parts.get(partitionKey(tp.topic, tp.partition)))
       .filter((s) => s !== undefined);
-    for (const st of states) {
-      st.gone = true;
-      clearTimeout(st.backoffTimer);
-    }
-    this.#dropGoneReady();
-    await Promise.all(states.map((st) => (st.busy ? new Promise<void>((r) => st.idle.push(r)) : undefined)));
+    for (const st of states) this.#retire(st);
+    await Promise.all(states.map((st) => this.#whenIdle(st)));
     await this.#commitNow(new Set(states.map((s) => s.key)));
     for (const st of states) this.#parts.delete(st.key);
     this.#wakeLoop();
+  }
+
+  /** The partition takes no more work; waiting records stay uncommitted (their state is in the metadata). */
+  #retire(st: PartitionState): void {
+    st.gone = true;
+    st.runnable = [];
+    st.sequential = [];
+    for (const lane of st.lanes.values()) clearTimeout(lane.timer);
+  }
+
+  #whenIdle(st: PartitionState): Promise<void> {
+    return st.running === 0 ? Promise.resolve() : new Promise<void>((r) => st.idle.push(r));
   }
 
   #lost(tps: TopicPartition[]): void {
     for (const tp of tps) {
       const st = this.#parts.get(partitionKey(tp.topic, tp.partition));
       if (st === undefined) continue;
-      st.gone = true;
-      clearTimeout(st.backoffTimer);
+      this.#retire(st);
       st.abort.abort(
         new EventlineError('EVENTLINE_ERR_FENCED', `${tp.topic}/${tp.partition} was taken away`),
       );
       this.#parts.delete(st.key);
     }
-    this.#dropGoneReady();
     this.#report(
       new EventlineError(
         'EVENTLINE_ERR_FENCED',
@@ -561,13 +900,6 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
       {},
     );
     this.#wakeLoop();
-  }
-
-  /** Batches fetched for partitions that are gone are never started; settling them wakes waiters. */
-  #dropGoneReady(): void {
-    const dropped = this.#ready.filter(([st]) => st.gone);
-    this.#ready = this.#ready.filter(([st]) => !st.gone);
-    for (const [st] of dropped) this.#settle(st);
   }
 
   // ---- commits ----------------------------------------------------------------------------
@@ -597,17 +929,22 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   }
 
   async #commitPending(only: Set<string> | undefined): Promise<void> {
-    const due = [...this.#parts.values()].filter(
-      (st) =>
-        st.processed !== null && st.processed !== st.committed && (only === undefined || only.has(st.key)),
-    );
+    const due: [PartitionState, CommittedOffset][] = [];
+    for (const st of this.#parts.values()) {
+      if (only !== undefined && !only.has(st.key)) continue;
+      const offset = this.#position(st);
+      if (offset === null) continue;
+      const metadata = encodeProgress(offset, st.done, st.retries);
+      if (offset === st.committed && metadata === st.committedMeta) continue;
+      due.push([st, { topic: st.topic, partition: st.partition, offset, ...(metadata ? { metadata } : {}) }]);
+    }
     if (due.length === 0) return;
-    const offsets = due.map((st) => ({ topic: st.topic, partition: st.partition, offset: st.processed! }));
     try {
-      await this.#member.commit(offsets);
-      due.forEach((st, i) => {
-        st.committed = offsets[i]!.offset;
-      });
+      await this.#member.commit(due.map(([, o]) => o));
+      for (const [st, o] of due) {
+        st.committed = o.offset;
+        st.committedMeta = o.metadata;
+      }
     } catch (err) {
       this.#report(err, {});
       if (isEventlineError(err) && err.retryable && !this.#stopping) {
@@ -639,6 +976,10 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
       }
     }
     for (const st of this.#parts.values()) if (!st.gone) this.#refreshPause(st);
+    if (!paused) {
+      this.#dispatchAll();
+      this.#wakeLoop();
+    }
   }
 
   pause(targets?: readonly (string | TopicPartition)[]): void {
@@ -658,6 +999,35 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
       return this.#engine.offsetForTimestamp(tp.topic, tp.partition, where.timestamp);
     const [bounds] = await this.#engine.listOffsets(tp.topic, [tp.partition]);
     return where === 'earliest' ? bounds!.start : bounds!.end;
+  }
+
+  /** Moves a partition's position now, or once its running handlers are done. */
+  #seekWhenIdle(st: PartitionState, offset: number): void {
+    if (st.gone) return;
+    st.pendingSeek = offset;
+    this.#refreshPause(st);
+    if (st.running === 0) this.#applySeek(st);
+  }
+
+  /** Forgets everything taken from the partition and reads again from the seek position. */
+  #applySeek(st: PartitionState): void {
+    const offset = st.pendingSeek!;
+    st.pendingSeek = undefined;
+    for (const lane of st.lanes.values()) clearTimeout(lane.timer);
+    st.lanes.clear();
+    st.runnable = [];
+    st.sequential = [];
+    st.window = [];
+    st.head = 0;
+    st.done.clear();
+    st.retries.clear();
+    st.restoredDone.clear();
+    st.buffered = 0;
+    st.progress = offset;
+    this.#member.seek(st, offset);
+    this.#refreshPause(st);
+    this.#scheduleCommit();
+    this.#wakeLoop();
   }
 
   async seek(target: SeekTarget): Promise<void> {
@@ -682,7 +1052,6 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     else if (owned.length === 0) this.#pendingSeeks.set(partitionKey(topic, target.partition), where);
     for (const st of owned) {
       const offset = await this.#resolveOffset(st, where);
-      st.failedOffset = -1;
       this.#seekWhenIdle(st, offset);
     }
   }
@@ -695,11 +1064,14 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     this.#stopPromise = (async () => {
       try {
         await this.#readyPromise.catch(() => {});
-        // Records fetched but not started are dropped: uncommitted, so the next owner gets them.
-        for (const [st] of this.#ready) this.#settle(st);
-        this.#ready = [];
-        const busy = [...this.#parts.values()].filter((st) => st.busy);
-        const drained = Promise.all(busy.map((st) => new Promise<void>((r) => st.idle.push(r))));
+        // Records taken but not started stay uncommitted, so the next owner gets them.
+        for (const st of this.#parts.values()) {
+          st.runnable = [];
+          st.sequential = [];
+          for (const lane of st.lanes.values()) clearTimeout(lane.timer);
+        }
+        const busy = [...this.#parts.values()].filter((st) => st.running > 0);
+        const drained = Promise.all(busy.map((st) => this.#whenIdle(st)));
         let timer: NodeJS.Timeout | undefined;
         const graceOver = new Promise<'timeout'>((r) => {
           timer = setTimeout(() => r('timeout'), this.#graceMs);
@@ -713,7 +1085,6 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         clearTimeout(timer);
         clearTimeout(this.#commitRetry);
         clearTimeout(this.#commitTimer);
-        for (const st of this.#parts.values()) clearTimeout(st.backoffTimer);
         await this.#commitNow(undefined);
         await this.#member.leave();
       } catch (err) {

@@ -179,14 +179,15 @@ export class EmbeddedGroups {
     const rows = read(`reading offsets of group ${group}`, () =>
       this.#db
         .prepare(
-          'SELECT topic, partition, next_offset FROM el_offsets WHERE grp = ? ORDER BY topic, partition',
+          'SELECT topic, partition, next_offset, metadata FROM el_offsets WHERE grp = ? ORDER BY topic, partition',
         )
         .all(group),
-    ) as { topic: string; partition: number; next_offset: number }[];
+    ) as { topic: string; partition: number; next_offset: number; metadata: string | null }[];
     return rows.map((r) => ({
       topic: r.topic,
       partition: Number(r.partition),
       offset: Number(r.next_offset),
+      ...(r.metadata === null ? {} : { metadata: r.metadata }),
     }));
   }
 
@@ -271,10 +272,11 @@ export class EmbeddedGroups {
         .prepare('INSERT INTO el_groups (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING')
         .run(group, now);
       const upsert = this.#db.prepare(
-        `INSERT INTO el_offsets (grp, topic, partition, next_offset, committed_at) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset, committed_at = excluded.committed_at`,
+        `INSERT INTO el_offsets (grp, topic, partition, next_offset, committed_at, metadata) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset,
+           committed_at = excluded.committed_at, metadata = excluded.metadata`,
       );
-      for (const o of offsets) upsert.run(group, o.topic, o.partition, o.offset, now);
+      for (const o of offsets) upsert.run(group, o.topic, o.partition, o.offset, now, o.metadata ?? null);
     });
   }
 }
@@ -566,11 +568,12 @@ class EmbeddedGroupMember implements GroupMember {
         }
       }
       const upsert = db.prepare(
-        `INSERT INTO el_offsets (grp, topic, partition, next_offset, committed_at) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset, committed_at = excluded.committed_at`,
+        `INSERT INTO el_offsets (grp, topic, partition, next_offset, committed_at, metadata) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset,
+           committed_at = excluded.committed_at, metadata = excluded.metadata`,
       );
       const now = Date.now();
-      for (const o of offsets) upsert.run(group, o.topic, o.partition, o.offset, now);
+      for (const o of offsets) upsert.run(group, o.topic, o.partition, o.offset, now, o.metadata ?? null);
     });
   }
 

@@ -2,7 +2,7 @@ import type { DatabaseSync } from 'node:sqlite';
 import { EventlineError } from '../../errors.ts';
 
 /** Bumped whenever the layout changes; a newer file is refused rather than misread. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS el_meta (
@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS el_offsets (
   partition INTEGER NOT NULL,
   next_offset INTEGER NOT NULL,
   committed_at INTEGER NOT NULL,
+  metadata TEXT,
   PRIMARY KEY (grp, topic, partition)
 ) STRICT, WITHOUT ROWID;
 
@@ -127,6 +128,10 @@ export function ensureSchema(db: DatabaseSync, where: string): void {
     | undefined;
   if (row === undefined) {
     db.prepare("INSERT INTO el_meta (key, value) VALUES ('schema_version', ?)").run(String(SCHEMA_VERSION));
+  } else if (Number(row.value) === 1) {
+    // Layout 2 keeps commit metadata with each committed offset.
+    db.exec('ALTER TABLE el_offsets ADD COLUMN metadata TEXT');
+    db.prepare("UPDATE el_meta SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION));
   } else if (Number(row.value) > SCHEMA_VERSION) {
     throw new EventlineError(
       'EVENTLINE_ERR_ENGINE_UNAVAILABLE',

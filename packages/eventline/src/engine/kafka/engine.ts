@@ -484,7 +484,12 @@ export class KafkaEngine implements Engine {
     for (const t of g?.topics ?? []) {
       for (const p of t.partitions) {
         if (p.committedOffset >= 0n)
-          out.push({ topic: t.name, partition: p.partitionIndex, offset: Number(p.committedOffset) });
+          out.push({
+            topic: t.name,
+            partition: p.partitionIndex,
+            offset: Number(p.committedOffset),
+            ...(p.metadata ? { metadata: p.metadata } : {}),
+          });
       }
     }
     return out.sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : a.partition - b.partition));

@@ -459,7 +459,7 @@ export class KafkaGroupMember implements GroupMember {
         partitionIndex: o.partition,
         committedOffset: BigInt(o.offset),
         committedLeaderEpoch: -1,
-        committedMetadata: null,
+        committedMetadata: o.metadata ?? null,
       })),
     }));
     try {

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { bytes } from '../../../src/codec.ts';
 import { isEventlineError } from '../../../src/errors.ts';
 import type { Message } from '../../../src/message.ts';
+import { deadLetterTopic } from '../../../src/runtime/dead-letter.ts';
 import type { ErrorInfo } from '../../../src/runtime/subscription.ts';
 import { defineTopic } from '../../../src/topic.ts';
 import { tally, waitFor } from '../../helpers.ts';
@@ -74,7 +75,7 @@ export const consumeCases: ConformanceCase[] = [
     },
   },
   {
-    name: 'a handler that throws gets the record again; later records of the partition wait',
+    name: "with ordering 'partition', a handler that throws gets the record again; later records of the partition wait",
     async run(ctx) {
       const t = await ctx.topic<{ n: number }>('retry', { partitions: 1 });
       await ctx.bus.publishBatch(
@@ -88,7 +89,8 @@ export const consumeCases: ConformanceCase[] = [
         group,
         topics: [t],
         fromBeginning: true,
-        redeliveryDelay: '10ms',
+        ordering: 'partition',
+        retry: { initialDelay: '10ms' },
         onError: (_e, info) => errors.push(info),
         handler: (m, c) => {
           order.push([m.value.n, c.attempt]);
@@ -321,31 +323,35 @@ export const consumeCases: ConformanceCase[] = [
     },
   },
   {
-    name: 'a record that cannot be decoded is reported and kept; other partitions keep flowing',
+    name: 'a record that cannot be decoded goes to the dead-letter topic at once; other partitions keep flowing',
     async run(ctx) {
       const t = await ctx.topic<{ ok: boolean }>('poison', { partitions: 2 });
       const raw = defineTopic(t.name, { partitions: 2, value: bytes() });
       const bad = await ctx.bus.publish(raw, Buffer.from('{not json'), { partition: 0 });
       const errors: [Error, ErrorInfo][] = [];
       const good: number[] = [];
+      const group = ctx.group('poison');
       const sub = ctx.bus.subscribe({
-        group: ctx.group('poison'),
+        group,
         topics: [t],
         fromBeginning: true,
-        redeliveryDelay: '20ms',
         onError: (e, info) => errors.push([e, info]),
         handler: (m) => void good.push(m.partition),
       });
       await ctx.bus.publish(t, { ok: true }, { partition: 1 });
-      await waitFor('the good record', () => good.length === 1);
-      await waitFor('two reports', () => errors.length >= 2);
+      await ctx.bus.publish(t, { ok: true }, { partition: 0 });
+      await waitFor('the good records', () => good.length === 2);
+      await waitFor('commit past the poison', async () => (await committedTotal(ctx.bus, group)) === 3);
       await sub.stop();
+      assert.equal(errors.length, 1, 'reported once, not delivered again');
       const [err, info] = errors[0]!;
       assert.ok(isEventlineError(err, 'EVENTLINE_ERR_DECODE'), String(err));
       assert.match(err.message, new RegExp(`${t.name}/0@${bad.offset}: the value is not valid json`));
-      assert.deepEqual([info.partition, info.offset], [0, bad.offset]);
-      assert.equal(errors[1]![1].attempt, 2, 'the record was delivered again, not skipped');
-      assert.deepEqual(good, [1]);
+      assert.deepEqual([info.partition, info.offset, info.attempt, info.poison], [0, bad.offset, 1, true]);
+      assert.equal(info.deadLetter, deadLetterTopic(group, t.name));
+      const [dead] = await ctx.bus.reader.read(info.deadLetter!, { partition: 0, from: 'earliest' });
+      assert.deepEqual(dead!.rawValue, Buffer.from('{not json'));
+      assert.deepEqual(good.sort(), [0, 1]);
     },
   },
   {

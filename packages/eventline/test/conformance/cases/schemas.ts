@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import avsc from 'avsc';
 import { bytes } from '../../../src/codec.ts';
 import { isEventlineError } from '../../../src/errors.ts';
+import { deadLetterTopic } from '../../../src/runtime/dead-letter.ts';
 import type { ErrorInfo } from '../../../src/runtime/subscription.ts';
 import { avro } from '../../../src/schema/avro.ts';
 import { defineTopic } from '../../../src/topic.ts';
@@ -118,7 +119,7 @@ export const schemaCases: ConformanceCase[] = [
     },
   },
   {
-    name: 'avro: wrong magic byte, unknown schema id and truncated payloads are reported as poison; the consumer lives',
+    name: 'avro: wrong magic byte, unknown schema id and truncated payloads are poison: dead-lettered, the consumer lives',
     async run(ctx) {
       const t = await ctx.topic<Record<string, unknown>>('avro-poison', {
         value: avro(USER_V1),
@@ -139,25 +140,28 @@ export const schemaCases: ConformanceCase[] = [
       await ctx.bus.publish(raw, framed.subarray(0, framed.length - 1), { partition: 2 });
       const errors: [Error, ErrorInfo][] = [];
       const seen: string[] = [];
+      const group = ctx.group('avro-poison');
       const sub = ctx.bus.subscribe({
-        group: ctx.group('avro-poison'),
+        group,
         topics: [t],
         fromBeginning: true,
-        redeliveryDelay: '20ms',
         onError: (e, info) => errors.push([e, info]),
         handler: (m) => void seen.push((m.value as { id: string }).id),
       });
       await waitFor('the good record', () => seen.length === 1);
-      await waitFor('each poison record reported twice', () =>
-        [0, 1, 2].every((p) => errors.filter(([, i]) => i.partition === p).length >= 2),
+      await waitFor(
+        'each poison record dead-lettered',
+        () => errors.filter(([, i]) => i.deadLetter).length === 3,
       );
-      await ctx.bus.publish(t, { id: 'after', age: 2 }, { partition: 3 });
+      await ctx.bus.publish(t, { id: 'after', age: 2 }, { partition: 0 });
       await waitFor('a record published after the poison', () => seen.includes('after'));
       await sub.stop();
       const reason = (p: number): string => errors.find(([, i]) => i.partition === p)![0].message;
       for (const [err, info] of errors) {
         assert.ok(isEventlineError(err, 'EVENTLINE_ERR_DECODE'), String(err));
         assert.equal(info.poison, true);
+        assert.equal(info.attempt, 1, 'poison is not tried again');
+        assert.equal(info.deadLetter, deadLetterTopic(group, t.name));
       }
       assert.match(reason(0), /first byte is 123, not the schema registry magic byte 0/);
       assert.match(reason(1), /schema id 2000000000/);
