@@ -17,6 +17,14 @@ import { EventlineError, fail, isEventlineError } from './errors.ts';
 import { decodeMessage, type Message } from './message.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { partitionForKey } from './partitioner.ts';
+import {
+  createRequester,
+  type Requester,
+  type RequestOptions,
+  type Responder,
+  type RespondOptions,
+  respond,
+} from './patterns/request-reply.ts';
 import { CodecBinder, prepareDecode, prepareEncode, type TopicCodecs } from './runtime/codecs.ts';
 import {
   type AnyTopic,
@@ -165,6 +173,7 @@ export class Eventline {
   readonly #registryOption: SchemaRegistry | RegistryOptions | undefined;
   #registry: Promise<SchemaRegistry> | undefined;
   readonly #codecs: CodecBinder;
+  #requester: Requester | undefined;
 
   constructor(engine: Engine, options: ConnectOptions = {}) {
     this.#engine = engine;
@@ -444,10 +453,32 @@ export class Eventline {
     return sub;
   }
 
+  /**
+   * Publishes a request and resolves with its reply: see docs/delivery.md#requestreply. Replies
+   * come back on a reply topic of this client's own, created on first use and deleted on close.
+   * Throws EVENTLINE_ERR_TIMEOUT (no reply in time), EVENTLINE_ERR_REMOTE (a failure reply).
+   */
+  request<Req, Res = unknown, K = string>(
+    topic: Topic<Req, K> | string,
+    payload: NoInfer<Req>,
+    options?: RequestOptions<Res, NoInfer<K>>,
+  ): Promise<Res> {
+    this.#check();
+    this.#requester ??= createRequester(this);
+    return this.#requester.request<Req, Res, K>(topic, payload, options);
+  }
+
+  /** Answers requests published with `request`: a consumer group member that replies, then commits. */
+  respond<Req, Res, K = string>(options: RespondOptions<Req, Res, K>): Responder {
+    this.#check();
+    return respond(this, options);
+  }
+
   /** Stops every subscription of this client (each finishes its in-flight work), then closes the engine. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await Promise.allSettled([...this.#subscriptions].map((s) => s.stop()));
+      await this.#requester?.close().catch(() => {});
       const registry = this.#registry;
       this.#registry = undefined;
       if (registry !== undefined) await registry.then((r) => r.close()).catch(() => {});

@@ -77,6 +77,10 @@ export const ERROR_CODES = {
     retryable: true,
     summary: 'The schema registry failed or could not be reached.',
   },
+  EVENTLINE_ERR_REMOTE: {
+    retryable: false,
+    summary: 'A responder answered a request with a failure.',
+  },
   EVENTLINE_ERR_INTERNAL: { retryable: false, summary: 'An invariant was broken; this is a bug.' },
 } as const satisfies Record<string, { retryable: boolean; summary: string }>;
 

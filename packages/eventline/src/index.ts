@@ -57,6 +57,51 @@ export {
 export type { Message } from './message.ts';
 export { createLogger, type Logger, type LogLevel, silentLogger } from './observability/logger.ts';
 export { murmur2, partitionForKey } from './partitioner.ts';
+export {
+  createRequester,
+  REQUEST_HEADERS,
+  type Requester,
+  type RequesterOptions,
+  type RequesterStats,
+  type RequestOptions,
+  type Responder,
+  type ResponderContext,
+  type ResponderStats,
+  type RespondOptions,
+  respond,
+} from './patterns/request-reply.ts';
+export {
+  type DeadLetter,
+  DLQ_HEADERS,
+  deadLetterTopic,
+  parkingLotTopic,
+  parseDeadLetter,
+  REPLAYS_HEADER,
+} from './runtime/dead-letter.ts';
+export {
+  type DedupOptions,
+  type DedupStore,
+  type ProcessOnceResult,
+  type TransactionalDedupStore,
+  withBatchDedup,
+  withDedup,
+} from './runtime/dedup.ts';
+export {
+  type PostgresDedupStore,
+  type PostgresDedupStoreOptions,
+  postgresDedupStore,
+} from './runtime/dedup-postgres.ts';
+export {
+  type RedisDedupClient,
+  type RedisDedupStoreOptions,
+  redisDedupStore,
+} from './runtime/dedup-redis.ts';
+export {
+  type SqliteDedupStore,
+  type SqliteDedupStoreOptions,
+  sqliteDedupStore,
+} from './runtime/dedup-sqlite.ts';
+export { isRetryable, NonRetryableError, type RetryOptions } from './runtime/retry.ts';
 export { type ShutdownOptions, type Stoppable, stopOnSignals } from './runtime/shutdown.ts';
 export type {
   ErrorInfo,

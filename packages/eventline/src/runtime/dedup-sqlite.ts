@@ -1,0 +1,234 @@
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isBusy, openDatabase, read, sqliteCode, wrapSqliteError } from '../engine/embedded/sqlite.ts';
+import { fail } from '../errors.ts';
+import { type Duration, parseDuration } from '../util/units.ts';
+import { type ProcessOnceResult, PURGE_CHUNK, purgeInChunks, type TransactionalDedupStore } from './dedup.ts';
+
+export type SqliteDedupStoreOptions = ({ path: string } | { db: DatabaseSync }) & {
+  /** Table holding the marks; created when missing. Default `'eventline_dedup'`. */
+  table?: string;
+  /** How often expired marks are deleted. Default `'1m'`. */
+  purgeInterval?: Duration;
+  /** How long a write waits while another process holds the database's write lock. Default `'10s'`. */
+  lockTimeout?: Duration;
+};
+
+/**
+ * A SQLite dedup store. `processOnce` hands its function the store's connection (`db`): write the
+ * handler's rows through it. The transaction holds the database's write lock until the function
+ * settles, so keep it short; calls on one store run one at a time. It throws
+ * EVENTLINE_ERR_ENGINE_BUSY when another process holds the write lock past `lockTimeout`, and
+ * EVENTLINE_ERR_CLOSED after `close()`.
+ */
+export interface SqliteDedupStore extends TransactionalDedupStore<DatabaseSync> {
+  /** The connection the marks are written on. */
+  readonly db: DatabaseSync;
+}
+
+/**
+ * A dedup store in a SQLite database: a file of its own (`{ path }`, opened in WAL mode with
+ * synchronous=NORMAL, so a mark survives a process crash as the embedded engine's offset commits
+ * do) or a connection the application already has (`{ db }`), for example the database its handler
+ * writes to, so that `processOnce` can commit the handler's rows and the mark together. Several
+ * processes may share one file. Marks expire by an `expires_at` column; expired rows are deleted
+ * every `purgeInterval`, a bounded chunk at a time.
+ *
+ * Concurrent `mark` calls (from partitions handled in parallel) are written in one transaction.
+ *
+ * @throws EVENTLINE_ERR_INVALID_ARGUMENT for a table name that is not a plain identifier;
+ * EVENTLINE_ERR_ENGINE_UNAVAILABLE / EVENTLINE_ERR_DATABASE_CORRUPT when the file cannot be opened.
+ */
+export function sqliteDedupStore(options: SqliteDedupStoreOptions): SqliteDedupStore {
+  const table = options.table ?? 'eventline_dedup';
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(table)) {
+    fail(
+      'EVENTLINE_ERR_INVALID_ARGUMENT',
+      `sqliteDedupStore: table must be a plain identifier, got ${table}`,
+    );
+  }
+  const owned = 'path' in options;
+  const db = owned ? openDatabase(options.path, { synchronous: 'NORMAL' }) : options.db;
+  const description = owned ? `sqlite:${options.path}` : 'sqlite (application connection)';
+  try {
+    // The engine's connections leave checkpoints to its maintenance worker; this one has none.
+    if (owned) db.exec('PRAGMA wal_autocheckpoint = 1000');
+    db.exec(
+      `CREATE TABLE IF NOT EXISTS ${table} (grp TEXT NOT NULL, id TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (grp, id)) WITHOUT ROWID`,
+    );
+    db.exec(`CREATE INDEX IF NOT EXISTS ${table}_expiry ON ${table} (expires_at)`);
+  } catch (err) {
+    if (owned) db.close();
+    throw wrapSqliteError(err, `${description}: creating table ${table}`);
+  }
+  return new SqliteStore(db, owned, description, table, options);
+}
+
+interface PendingMark {
+  group: string;
+  id: string;
+  expiresAt: number;
+  done: PromiseWithResolvers<void>;
+}
+
+class SqliteStore implements SqliteDedupStore {
+  readonly db: DatabaseSync;
+  readonly description: string;
+  readonly #owned: boolean;
+  readonly #lockTimeoutMs: number;
+  readonly #has: StatementSync;
+  // An expired mark left behind by the purge is replaced; a live one is kept as it is.
+  readonly #mark: StatementSync;
+  readonly #purge: StatementSync;
+  readonly #timer: NodeJS.Timeout;
+  /** Marks waiting for the next write transaction. */
+  #pending: PendingMark[] = [];
+  /** Serialises write transactions: SQLite has one per connection. */
+  #writes: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  constructor(
+    db: DatabaseSync,
+    owned: boolean,
+    description: string,
+    table: string,
+    options: SqliteDedupStoreOptions,
+  ) {
+    this.db = db;
+    this.#owned = owned;
+    this.description = description;
+    this.#lockTimeoutMs = parseDuration(options.lockTimeout ?? '10s', 'lockTimeout');
+    this.#has = db.prepare(`SELECT 1 FROM ${table} WHERE grp = ? AND id = ? AND expires_at > ?`);
+    this.#has.setReturnArrays(true);
+    this.#mark = db.prepare(
+      `INSERT INTO ${table} (grp, id, expires_at) VALUES (?, ?, ?) ON CONFLICT (grp, id) DO UPDATE SET expires_at = excluded.expires_at WHERE expires_at <= ?`,
+    );
+    this.#purge = db.prepare(
+      `DELETE FROM ${table} WHERE (grp, id) IN (SELECT grp, id FROM ${table} WHERE expires_at <= ? LIMIT ${PURGE_CHUNK})`,
+    );
+    const every = parseDuration(options.purgeInterval ?? '1m', 'purgeInterval');
+    this.#timer = setInterval(() => void this.purge().catch(() => {}), every);
+    this.#timer.unref();
+  }
+
+  #check(): void {
+    if (this.#closed) fail('EVENTLINE_ERR_CLOSED', `dedup store ${this.description} is closed`);
+  }
+
+  async has(group: string, id: string): Promise<boolean> {
+    this.#check();
+    return read(`${this.description}: has`, () => this.#has.get(group, id, Date.now()) !== undefined);
+  }
+
+  async hasMany(group: string, ids: readonly string[]): Promise<Set<string>> {
+    this.#check();
+    const found = new Set<string>();
+    const now = Date.now();
+    // One read transaction for the batch: WAL takes its read lock once instead of once per id.
+    read(`${this.description}: has`, () => {
+      const own = !this.db.isTransaction;
+      if (own) this.db.exec('BEGIN');
+      try {
+        for (const id of ids) if (this.#has.get(group, id, now) !== undefined) found.add(id);
+      } finally {
+        if (own) this.db.exec('COMMIT');
+      }
+    });
+    return found;
+  }
+
+  mark(group: string, id: string, ttlMs: number): Promise<void> {
+    this.#check();
+    const done = Promise.withResolvers<void>();
+    if (this.#pending.length === 0) queueMicrotask(() => this.#flush());
+    this.#pending.push({ group, id, expiresAt: Date.now() + ttlMs, done });
+    return done.promise;
+  }
+
+  async markMany(group: string, ids: readonly string[], ttlMs: number): Promise<void> {
+    this.#check();
+    const expiresAt = Date.now() + ttlMs;
+    await this.#write('mark', (now) => {
+      for (const id of ids) this.#mark.run(group, id, expiresAt, now);
+    });
+  }
+
+  /** Writes every pending mark in one transaction and settles their promises. */
+  #flush(): void {
+    const batch = this.#pending;
+    this.#pending = [];
+    this.#write('mark', (now) => {
+      for (const m of batch) this.#mark.run(m.group, m.id, m.expiresAt, now);
+    }).then(
+      () => {
+        for (const m of batch) m.done.resolve();
+      },
+      (err: unknown) => {
+        for (const m of batch) m.done.reject(err);
+      },
+    );
+  }
+
+  /**
+   * Runs `fn` in a write transaction (BEGIN IMMEDIATE … COMMIT) once the previous one finished; on
+   * an error it rolls back and rethrows. While another process holds the write lock it retries with
+   * short sleeps that yield the event loop, up to `lockTimeout`.
+   */
+  #write<T>(what: string, fn: (now: number) => T | Promise<T>): Promise<Awaited<T>> {
+    const where = `${this.description}: ${what}`;
+    const run = async (): Promise<Awaited<T>> => {
+      const deadline = Date.now() + this.#lockTimeoutMs;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          this.db.exec('BEGIN IMMEDIATE');
+          break;
+        } catch (err) {
+          if (!isBusy(err) || Date.now() >= deadline) throw wrapSqliteError(err, where);
+          await sleep(Math.min(2 ** attempt, 50));
+        }
+      }
+      try {
+        const result = await fn(Date.now());
+        this.db.exec('COMMIT');
+        return result;
+      } catch (err) {
+        try {
+          if (this.db.isTransaction) this.db.exec('ROLLBACK');
+        } catch {
+          // the connection is unusable; the original error says why
+        }
+        // The function's own errors go back as they are; SQLite's are wrapped.
+        throw sqliteCode(err) === undefined ? err : wrapSqliteError(err, where);
+      }
+    };
+    const next = this.#writes.then(run, run);
+    this.#writes = next.catch(() => {});
+    return next;
+  }
+
+  async processOnce<T>(
+    group: string,
+    id: string,
+    ttlMs: number,
+    fn: (db: DatabaseSync) => T | Promise<T>,
+  ): Promise<ProcessOnceResult<Awaited<T>>> {
+    this.#check();
+    return this.#write(`processOnce ${id}`, async (now) => {
+      if (this.#mark.run(group, id, now + ttlMs, now).changes === 0) return { duplicate: true };
+      return { duplicate: false, value: await fn(this.db) };
+    });
+  }
+
+  async purge(): Promise<number> {
+    if (this.#closed) return 0;
+    return purgeInChunks(() => this.#write('purge', (now) => Number(this.#purge.run(now).changes)));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    await this.#writes;
+    if (this.#owned) this.db.close();
+  }
+}
