@@ -80,6 +80,10 @@ class SqliteStore implements SqliteDedupStore {
   // An expired mark left behind by the purge is replaced; a live one is kept as it is.
   readonly #mark: StatementSync;
   readonly #purge: StatementSync;
+  /** Batches go to SQLite as one JSON array each: one statement instead of one per id. */
+  readonly #hasMany: StatementSync;
+  readonly #markMany: StatementSync;
+  readonly #hasRange: StatementSync;
   readonly #timer: NodeJS.Timeout;
   /** Marks waiting for the next write transaction. */
   #pending: PendingMark[] = [];
@@ -103,6 +107,18 @@ class SqliteStore implements SqliteDedupStore {
     this.#mark = db.prepare(
       `INSERT INTO ${table} (grp, id, expires_at) VALUES (?, ?, ?) ON CONFLICT (grp, id) DO UPDATE SET expires_at = excluded.expires_at WHERE expires_at <= ?`,
     );
+    this.#hasMany = db.prepare(
+      `SELECT id FROM ${table} WHERE grp = ? AND id IN (SELECT value FROM json_each(?)) AND expires_at > ?`,
+    );
+    this.#hasMany.setReturnArrays(true);
+    this.#hasRange = db.prepare(
+      `SELECT id FROM ${table} WHERE grp = ? AND id >= ? AND id <= ? AND expires_at > ? LIMIT ?`,
+    );
+    this.#hasRange.setReturnArrays(true);
+    this.#markMany = db.prepare(
+      `INSERT INTO ${table} (grp, id, expires_at) SELECT ?, value, ? FROM json_each(?) WHERE true
+       ON CONFLICT (grp, id) DO UPDATE SET expires_at = excluded.expires_at WHERE expires_at <= ?`,
+    );
     this.#purge = db.prepare(
       `DELETE FROM ${table} WHERE (grp, id) IN (SELECT grp, id FROM ${table} WHERE expires_at <= ? LIMIT ${PURGE_CHUNK})`,
     );
@@ -124,14 +140,27 @@ class SqliteStore implements SqliteDedupStore {
     this.#check();
     const found = new Set<string>();
     const now = Date.now();
-    // One read transaction for the batch: WAL takes its read lock once instead of once per id.
     read(`${this.description}: has`, () => {
-      const own = !this.db.isTransaction;
-      if (own) this.db.exec('BEGIN');
-      try {
-        for (const id of ids) if (this.#has.get(group, id, now) !== undefined) found.add(id);
-      } finally {
-        if (own) this.db.exec('COMMIT');
+      // Event ids are time-ordered (UUIDv7), so a batch's ids span a narrow range that usually holds
+      // no mark at all: one range probe answers for the whole batch. A range holding more marks than
+      // that (random ids, a replay) is answered id by id.
+      if (ids.length > 16) {
+        let low = ids[0]!;
+        let high = low;
+        for (const id of ids) {
+          if (id < low) low = id;
+          else if (id > high) high = id;
+        }
+        const limit = ids.length * 2;
+        const rows = this.#hasRange.all(group, low, high, now, limit) as unknown as [string][];
+        if (rows.length < limit) {
+          const wanted = new Set(ids);
+          for (const [id] of rows) if (wanted.has(id)) found.add(id);
+          return;
+        }
+      }
+      for (const [id] of this.#hasMany.all(group, JSON.stringify(ids), now) as unknown as [string][]) {
+        found.add(id);
       }
     });
     return found;
@@ -149,7 +178,7 @@ class SqliteStore implements SqliteDedupStore {
     this.#check();
     const expiresAt = Date.now() + ttlMs;
     await this.#write('mark', (now) => {
-      for (const id of ids) this.#mark.run(group, id, expiresAt, now);
+      this.#markMany.run(group, expiresAt, JSON.stringify(ids), now);
     });
   }
 

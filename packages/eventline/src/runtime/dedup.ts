@@ -1,3 +1,4 @@
+import type { Header } from '../engine/types.ts';
 import { redactUrl } from '../engine/url.ts';
 import type { Message } from '../message.ts';
 import { type Duration, parseDuration } from '../util/units.ts';
@@ -35,6 +36,11 @@ export interface DedupOptions {
   ttl?: Duration;
   /** Told about every record skipped because its id was already processed. */
   onDuplicate?: (message: Message<unknown, unknown>) => void;
+  /**
+   * Handled ids are marked in batches, at most this long after their handler (and always before
+   * their offsets are committed). Default `'2ms'`; `'0ms'` marks at the next turn of the event loop.
+   */
+  markDelay?: Duration;
 }
 
 /**
@@ -132,6 +138,95 @@ export function withBatchDedup<M extends Message<unknown, unknown>, C>(
     await handler(fresh, context);
     if (freshIds.length > 0) await markMany(store, group, freshIds, ttlMs);
   };
+}
+
+/** The `ce_id` of a stored record, read without decoding its other headers. */
+export function eventIdOf(headers: readonly Header[]): string | undefined {
+  for (const [name, value] of headers) if (name === 'ce_id') return value.toString('latin1');
+  return undefined;
+}
+
+/**
+ * The consumer runtime's dedup: one `hasMany` per fetched batch before any handler runs, and the
+ * ids of handled records marked in batches: within `markDelay` of their handler, and always before
+ * the offsets that cover them are committed (the runtime awaits `flush()` before each commit).
+ * A crash can therefore repeat only a record handled in the last `markDelay`; `processOnce` of the
+ * SQL stores leaves no window at all.
+ */
+export class DedupGate {
+  readonly #store: DedupStore;
+  readonly #group: string;
+  readonly #ttlMs: number;
+  readonly #delayMs: number;
+  readonly onDuplicate: ((message: Message<unknown, unknown>) => void) | undefined;
+  /** Handled, not yet handed to a flush. */
+  #pending = new Set<string>();
+  /** Being marked by a flush now. */
+  #writing = new Set<string>();
+  #timer: NodeJS.Timeout | undefined;
+  #flushing: Promise<void> = Promise.resolve();
+  #failure: unknown;
+
+  constructor(options: DedupOptions, group: string) {
+    this.#store = options.store;
+    this.#group = group;
+    this.#ttlMs = dedupTtl(options);
+    this.#delayMs = parseDuration(options.markDelay ?? '2ms', 'dedup.markDelay');
+    this.onDuplicate = options.onDuplicate;
+  }
+
+  /** Ids among these records that were processed already (marked, or handled and about to be). */
+  async seen(ids: readonly string[]): Promise<Set<string>> {
+    const found = ids.length === 0 ? new Set<string>() : await hasMany(this.#store, this.#group, ids);
+    for (const id of ids) if (this.pending(id)) found.add(id);
+    return found;
+  }
+
+  /** True when this id was handled and its mark is still on its way. */
+  pending(id: string): boolean {
+    return this.#pending.has(id) || this.#writing.has(id);
+  }
+
+  /** A record with this id was handled. */
+  handled(id: string): void {
+    this.#pending.add(id);
+    if (this.#pending.size >= 1000) void this.flush().catch(() => {});
+    else this.#timer ??= setTimeout(() => void this.flush().catch(() => {}), this.#delayMs);
+  }
+
+  /** Writes every pending mark durably; rejects when the store fails (the commit must wait then). */
+  flush(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const ids = [...this.#pending];
+    this.#pending.clear();
+    for (const id of ids) this.#writing.add(id);
+    const run = this.#flushing.then(async () => {
+      try {
+        if (ids.length > 0) await markMany(this.#store, this.#group, ids, this.#ttlMs);
+        this.#failure = undefined;
+      } catch (err) {
+        // Not marked: they go with the next flush.
+        for (const id of ids) this.#pending.add(id);
+        throw err;
+      } finally {
+        for (const id of ids) this.#writing.delete(id);
+      }
+    });
+    this.#flushing = run.catch((err: unknown) => {
+      this.#failure = err;
+    });
+    return run;
+  }
+
+  /** The last flush failure, if the store has not answered since. */
+  get failure(): unknown {
+    return this.#failure;
+  }
+
+  close(): void {
+    clearTimeout(this.#timer);
+  }
 }
 
 function dedupTtl(options: DedupOptions): number {

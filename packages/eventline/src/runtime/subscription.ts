@@ -15,7 +15,7 @@ import { normalizeTopicConfig, type Topic } from '../topic.ts';
 import { type Duration, parseDuration } from '../util/units.ts';
 import { type CodecBinder, prepareDecode, type TopicCodecs } from './codecs.ts';
 import { deadLetterTopic, parkingLotTopic, replaysOf, toDeadLetter } from './dead-letter.ts';
-import { type DedupOptions, withBatchDedup, withDedup } from './dedup.ts';
+import { DedupGate, type DedupOptions, eventIdOf } from './dedup.ts';
 import { decodeProgress, encodeProgress, type RetryInfo } from './progress.ts';
 import { type RetryOptions, type RetryPolicy, retryPolicy } from './retry.ts';
 
@@ -222,6 +222,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   readonly #handler: SubscribeOptions<T>['handler'];
   readonly #batchHandler: SubscribeOptions<T>['batchHandler'];
   readonly #onError: (error: Error, info: ErrorInfo) => void;
+  readonly #dedup: DedupGate | undefined;
   readonly #partitionsAtOnce: number;
   readonly #perPartition: number;
   readonly #maxBatch: number;
@@ -268,13 +269,9 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     this.group = options.group;
     this.#engine = deps.engine;
     this.#deps = deps;
-    const dedup = options.dedup;
-    this.#handler =
-      dedup && options.handler ? withDedup(options.handler, dedup, options.group) : options.handler;
-    this.#batchHandler =
-      dedup && options.batchHandler
-        ? withBatchDedup(options.batchHandler, dedup, options.group)
-        : options.batchHandler;
+    this.#handler = options.handler;
+    this.#batchHandler = options.batchHandler;
+    this.#dedup = options.dedup === undefined ? undefined : new DedupGate(options.dedup, options.group);
     for (const t of options.topics) {
       const codecs = deps.codecs.of(t as Topic<unknown, unknown> | string);
       this.#codecs.set(codecs.name, codecs);
@@ -395,7 +392,8 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
           if (st === undefined || st.gone || st.pendingSeek !== undefined) continue;
           const schemas = prepareDecode(st.codecs, b.records);
           if (schemas !== undefined) await schemas;
-          if (!st.gone && st.pendingSeek === undefined) this.#take(st, b);
+          const duplicates = this.#dedup === undefined ? undefined : await this.#duplicates(st, b.records);
+          if (!st.gone && st.pendingSeek === undefined) this.#take(st, b, duplicates);
         }
       } catch (err) {
         if (this.#stopping) break;
@@ -403,6 +401,48 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         await sleep(Math.min(100 * 2 ** failures++, 5000));
       }
     }
+  }
+
+  /** Ids of these records the group processed already; asks the store again until it answers. */
+  async #duplicates(st: PartitionState, records: readonly StoredRecord[]): Promise<Set<string>> {
+    const ids: string[] = [];
+    for (const r of records) {
+      const id = eventIdOf(r.headers);
+      if (id !== undefined) ids.push(id);
+    }
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#dedup!.seen(ids);
+      } catch (err) {
+        if (this.#stopping || st.gone) return new Set();
+        this.#report(err, { topic: st.topic, partition: st.partition });
+        await sleep(Math.min(100 * 2 ** attempt, 5000));
+      }
+    }
+  }
+
+  /** A record whose id was processed already: it is finished without its handler. */
+  #skip(st: PartitionState, r: StoredRecord): void {
+    const onDuplicate = this.#dedup?.onDuplicate;
+    if (onDuplicate === undefined) return;
+    try {
+      onDuplicate(decodeMessage(r, st.codecs.value, st.codecs.key));
+    } catch (err) {
+      this.#report(err, { topic: st.topic, partition: st.partition, offset: r.offset });
+    }
+  }
+
+  /** True when this record's id was handled a moment ago (a repeat within what was fetched). */
+  #repeat(r: StoredRecord): boolean {
+    if (this.#dedup === undefined) return false;
+    const id = eventIdOf(r.headers);
+    return id !== undefined && this.#dedup.pending(id);
+  }
+
+  #handled(r: StoredRecord): void {
+    if (this.#dedup === undefined) return;
+    const id = eventIdOf(r.headers);
+    if (id !== undefined) this.#dedup.handled(id);
   }
 
   /** True when some owned partition can take more records. */
@@ -420,11 +460,19 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   // ---- taking records and scheduling them ---------------------------------------------------
 
   /** Takes a fetched batch into a partition's state and starts what can start. */
-  #take(st: PartitionState, batch: FetchedBatch): void {
-    const records =
+  #take(st: PartitionState, batch: FetchedBatch, duplicates?: Set<string>): void {
+    let records =
       st.restoredDone.size === 0
         ? batch.records
         : batch.records.filter((r) => !st.restoredDone.delete(r.offset));
+    if (duplicates !== undefined && duplicates.size > 0) {
+      records = records.filter((r) => {
+        const id = eventIdOf(r.headers);
+        if (id === undefined || !duplicates.has(id)) return true;
+        this.#skip(st, r);
+        return false;
+      });
+    }
     st.buffered += records.length;
     if (
       this.#batchHandler === undefined &&
@@ -575,14 +623,18 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         const r = records[i]!;
         let message: Message<unknown, unknown> | undefined;
         try {
-          message = decodeMessage(r, value, key);
-          const result = handler(message as MessageOf<T>, this.#context(st, 1));
-          if (
-            result !== null &&
-            typeof result === 'object' &&
-            typeof (result as Promise<unknown>).then === 'function'
-          ) {
-            await result;
+          if (this.#repeat(r)) this.#skip(st, r);
+          else {
+            message = decodeMessage(r, value, key);
+            const result = handler(message as MessageOf<T>, this.#context(st, 1));
+            if (
+              result !== null &&
+              typeof result === 'object' &&
+              typeof (result as Promise<unknown>).then === 'function'
+            ) {
+              await result;
+            }
+            this.#handled(r);
           }
         } catch (err) {
           if (st.gone) break;
@@ -627,8 +679,12 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     const attempt = (st.retries.get(r.offset)?.attempt ?? 0) + 1;
     let message: Message<unknown, unknown> | undefined;
     try {
-      message = decodeMessage(r, st.codecs.value, st.codecs.key);
-      await this.#handler!(message as MessageOf<T>, this.#context(st, attempt));
+      if (this.#repeat(r)) this.#skip(st, r);
+      else {
+        message = decodeMessage(r, st.codecs.value, st.codecs.key);
+        await this.#handler!(message as MessageOf<T>, this.#context(st, attempt));
+        this.#handled(r);
+      }
     } catch (err) {
       if (st.gone && st.pendingSeek === undefined) return;
       if (await this.#failed(st, r, message, err, attempt)) {
@@ -661,7 +717,13 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
       }
     }
     try {
-      await this.#batchHandler!(messages as MessageOf<T>[], this.#context(st, attempt));
+      const fresh = messages.filter((m, i) => {
+        if (!this.#repeat(records[i]!)) return true;
+        this.#dedup?.onDuplicate?.(m);
+        return false;
+      });
+      if (fresh.length > 0) await this.#batchHandler!(fresh as MessageOf<T>[], this.#context(st, attempt));
+      for (let i = 0; i < messages.length; i++) this.#handled(records[i]!);
     } catch (err) {
       if (st.gone && st.pendingSeek === undefined) return;
       if (await this.#failed(st, first, undefined, err, attempt, messages.length)) {
@@ -940,6 +1002,8 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     }
     if (due.length === 0) return;
     try {
+      // Handled ids are marked before the offsets that cover them are committed.
+      await this.#dedup?.flush();
       await this.#member.commit(due.map(([, o]) => o));
       for (const [st, o] of due) {
         st.committed = o.offset;
@@ -947,7 +1011,8 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
       }
     } catch (err) {
       this.#report(err, {});
-      if (isEventlineError(err) && err.retryable && !this.#stopping) {
+      const retryable = (isEventlineError(err) && err.retryable) || this.#dedup?.failure !== undefined;
+      if (retryable && !this.#stopping) {
         clearTimeout(this.#commitRetry);
         this.#commitRetry = setTimeout(() => this.#scheduleCommit(), 1000);
       }
@@ -1086,6 +1151,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         clearTimeout(this.#commitRetry);
         clearTimeout(this.#commitTimer);
         await this.#commitNow(undefined);
+        this.#dedup?.close();
         await this.#member.leave();
       } catch (err) {
         this.#report(err, {});

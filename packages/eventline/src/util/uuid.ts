@@ -12,13 +12,19 @@ const POOL_SIZE = 16 * 512;
 const pool = Buffer.allocUnsafe(POOL_SIZE);
 let poolAt = POOL_SIZE;
 
+let lastMs = -1;
+let counter = 0;
+
 /**
- * Writes `count` random (version 4) UUIDs as ASCII text, 36 bytes each, into `target` from
- * `offset`. Publishing needs an id per record, and crypto.randomUUID() plus encoding its string
- * cost more than the rest of the record; this writes the text straight into the batch's buffer.
+ * Writes `count` UUIDs of version 7 (RFC 9562: 48 bits of Unix milliseconds, a 12-bit counter,
+ * then random bits) as ASCII text, 36 bytes each, into `target` from `offset`. Ids made later sort
+ * later, so stores that index them (dedup marks, outbox rows) append instead of writing all over
+ * their B-trees. Publishing needs an id per record, and crypto.randomUUID() plus encoding its
+ * string cost more than the rest of the record; this writes the text straight into the buffer.
  */
 export function writeUuids(target: Buffer, offset: number, count: number): void {
   let out = offset;
+  const now = Date.now();
   for (let i = 0; i < count; i++) {
     if (poolAt + 16 > POOL_SIZE) {
       randomFillSync(pool);
@@ -27,7 +33,22 @@ export function writeUuids(target: Buffer, offset: number, count: number): void 
     const random = pool;
     const r = poolAt;
     poolAt += 16;
-    random[r + 6] = (random[r + 6]! & 0x0f) | 0x40;
+    // Within a millisecond the counter keeps ids in order; it starts at a random point below 2048
+    // and, should it run out, borrows the next millisecond (RFC 9562, method 1).
+    if (now > lastMs) {
+      lastMs = now;
+      counter = ((random[r + 6]! << 8) | random[r + 7]!) & 0x7ff;
+    } else if (++counter > 0xfff) {
+      lastMs++;
+      counter = 0;
+    }
+    let ms = lastMs;
+    for (let b = 5; b >= 0; b--) {
+      random[r + b] = ms % 256;
+      ms = Math.floor(ms / 256);
+    }
+    random[r + 6] = 0x70 | (counter >> 8);
+    random[r + 7] = counter & 0xff;
     random[r + 8] = (random[r + 8]! & 0x3f) | 0x80;
     for (let b = 0; b < 16; b++) {
       if (b === 4 || b === 6 || b === 8 || b === 10) target[out++] = DASH;
