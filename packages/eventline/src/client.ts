@@ -25,6 +25,7 @@ import {
   type RespondOptions,
   respond,
 } from './patterns/request-reply.ts';
+import { createView, type View, type ViewOptions } from './patterns/view.ts';
 import { CodecBinder, prepareDecode, prepareEncode, type TopicCodecs } from './runtime/codecs.ts';
 import {
   type AnyTopic,
@@ -106,6 +107,15 @@ export interface BatchItem<V, K = string> extends PublishOptions<K> {
   value: V | null;
 }
 
+export interface EncodeOptions {
+  /**
+   * Leave the partition of records without an explicit one to `appendEncoded` (`partition: -1`),
+   * so encoding needs nothing from the engine. For an outbox that accepts events while the engine
+   * is unreachable. (Codecs that register a schema still need the registry once per schema.)
+   */
+  partitionsLater?: boolean;
+}
+
 /** A record encoded for a topic, ready to store: see `Eventline.encodeBatch`. */
 export interface EncodedRecord extends AppendRecord {
   /** CloudEvents `ce_id` of the record. */
@@ -174,6 +184,7 @@ export class Eventline {
   #registry: Promise<SchemaRegistry> | undefined;
   readonly #codecs: CodecBinder;
   #requester: Requester | undefined;
+  readonly #views = new Set<View<unknown, unknown>>();
 
   constructor(engine: Engine, options: ConnectOptions = {}) {
     this.#engine = engine;
@@ -305,6 +316,7 @@ export class Eventline {
   async encodeBatch<V, K>(
     topic: Topic<V, K>,
     items: readonly BatchItem<NoInfer<V>, NoInfer<K>>[],
+    options: EncodeOptions = {},
   ): Promise<EncodedRecord[]> {
     this.#check();
     if (!Array.isArray(items)) fail('EVENTLINE_ERR_INVALID_ARGUMENT', 'publishBatch: items must be an array');
@@ -312,7 +324,8 @@ export class Eventline {
     const codecs = this.#codecs.of(topic as Topic<unknown, unknown>);
     const schemas = prepareEncode(codecs);
     if (schemas !== undefined) await schemas;
-    const partitions = await this.#engine.partitionCount(topic.name);
+    // Deferred partitions leave the engine out of encoding: an outbox accepts events while it is down.
+    const partitions = options.partitionsLater ? 0 : await this.#engine.partitionCount(topic.name);
     const n = items.length;
     const where = (i: number): string =>
       n === 1 ? `topic ${topic.name}` : `topic ${topic.name}, record ${i}`;
@@ -334,14 +347,12 @@ export class Eventline {
         item.value === null || item.value === undefined
           ? null
           : encodeWith(codecs.value, item.value, i, where, 'value');
-      let partition: number;
-      if (item.partition !== undefined) partition = item.partition;
-      else if (key !== null) partition = partitionForKey(key, partitions);
-      else {
-        const next = this.#roundRobin.get(topic.name) ?? 0;
-        this.#roundRobin.set(topic.name, next + 1);
-        partition = next % partitions;
-      }
+      const partition =
+        item.partition !== undefined
+          ? item.partition
+          : options.partitionsLater
+            ? -1
+            : this.#partitionFor(topic.name, key, partitions);
       const id = idBytes.toString('latin1', i * 36, i * 36 + 36);
       const constant = item.type === undefined ? defaults : this.#constantHeaders(topic, item.type);
       if (this.#lastTime.ms !== timestamp) {
@@ -373,7 +384,15 @@ export class Eventline {
     options: PublishBatchOptions = {},
   ): Promise<PublishResult[]> {
     this.#check();
-    const results = await this.#engine.append(topic, [...records], options);
+    if (records.length === 0) return [];
+    let ready = records;
+    if (records.some((r) => r.partition < 0)) {
+      const count = await this.#engine.partitionCount(topic);
+      ready = records.map((r) =>
+        r.partition >= 0 ? r : { ...r, partition: this.#partitionFor(topic, r.key, count) },
+      );
+    }
+    const results = await this.#engine.append(topic, [...ready], options);
     const out: PublishResult[] = new Array(records.length);
     for (let i = 0; i < records.length; i++) {
       out[i] = {
@@ -385,6 +404,14 @@ export class Eventline {
       };
     }
     return out;
+  }
+
+  /** Kafka's partitioner: murmur2 of the key, round robin without one. */
+  #partitionFor(topic: string, key: Buffer | null, partitions: number): number {
+    if (key !== null) return partitionForKey(key, partitions);
+    const next = this.#roundRobin.get(topic) ?? 0;
+    this.#roundRobin.set(topic, next + 1);
+    return next % partitions;
   }
 
   #encodeKey<V, K>(
@@ -474,11 +501,25 @@ export class Eventline {
     return respond(this, options);
   }
 
+  /**
+   * A replicated cache of a (usually compacted) topic: the last value per key, in memory, kept
+   * current by following every partition. See docs/delivery.md#views. Closed with this client.
+   */
+  view<V, K>(topic: Topic<V, K>, options?: ViewOptions<V, K>): View<V, K>;
+  view(topic: string, options?: ViewOptions<Buffer, string>): View<Buffer, string>;
+  view<V, K>(topic: Topic<V, K> | string, options?: ViewOptions<V, K>): View<V, K> {
+    this.#check();
+    const view = createView(this, topic as Topic<V, K>, options);
+    this.#views.add(view as View<unknown, unknown>);
+    return view;
+  }
+
   /** Stops every subscription of this client (each finishes its in-flight work), then closes the engine. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await Promise.allSettled([...this.#subscriptions].map((s) => s.stop()));
       await this.#requester?.close().catch(() => {});
+      await Promise.allSettled([...this.#views].map((v) => v.close()));
       const registry = this.#registry;
       this.#registry = undefined;
       if (registry !== undefined) await registry.then((r) => r.close()).catch(() => {});

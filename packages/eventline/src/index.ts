@@ -7,6 +7,7 @@ export {
   type ConnectOptions,
   connect,
   type EncodedRecord,
+  type EncodeOptions,
   type EnsureTopicsOptions,
   Eventline,
   type FollowOptions,
@@ -58,6 +59,18 @@ export type { Message } from './message.ts';
 export { createLogger, type Logger, type LogLevel, silentLogger } from './observability/logger.ts';
 export { murmur2, partitionForKey } from './partitioner.ts';
 export {
+  createOutbox,
+  type Outbox,
+  type OutboxBacklog,
+  type OutboxEntry,
+  type OutboxErrorInfo,
+  type OutboxOptions,
+  type OutboxTransaction,
+  type PostgresDatabase,
+  type PostgresOutboxTransaction,
+  type SqliteOutboxTransaction,
+} from './patterns/outbox.ts';
+export {
   createRequester,
   REQUEST_HEADERS,
   type Requester,
@@ -70,6 +83,16 @@ export {
   type RespondOptions,
   respond,
 } from './patterns/request-reply.ts';
+export {
+  createView,
+  type View,
+  type ViewChange,
+  type ViewErrorInfo,
+  type ViewOptions,
+  type ViewPersistOptions,
+  type ViewReadyOptions,
+  type ViewStats,
+} from './patterns/view.ts';
 export {
   type DeadLetter,
   DLQ_HEADERS,
@@ -101,6 +124,19 @@ export {
   type SqliteDedupStoreOptions,
   sqliteDedupStore,
 } from './runtime/dedup-sqlite.ts';
+export {
+  type DeadLetterFilter,
+  type DeadLetterSource,
+  type DeadLetterTopicInfo,
+  type ListedDeadLetter,
+  listDeadLetterTopics,
+  type ReadDeadLettersOptions,
+  type ReplayOptions,
+  type ReplayProgress,
+  type ReplayResult,
+  readDeadLetters,
+  replayDeadLetters,
+} from './runtime/replay.ts';
 export { isRetryable, NonRetryableError, type RetryOptions } from './runtime/retry.ts';
 export { type ShutdownOptions, type Stoppable, stopOnSignals } from './runtime/shutdown.ts';
 export type {

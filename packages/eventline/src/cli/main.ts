@@ -32,12 +32,13 @@ const GLOBAL: Options = {
 };
 
 async function commands(): Promise<Command[]> {
-  const [topics, produce, consume, groups, schemas] = await Promise.all([
+  const [topics, produce, consume, groups, schemas, dlq] = await Promise.all([
     import('./commands/topics.ts'),
     import('./commands/produce.ts'),
     import('./commands/consume.ts'),
     import('./commands/groups.ts'),
     import('./commands/schemas.ts'),
+    import('./commands/dlq.ts'),
   ]);
   return [
     ...topics.commands,
@@ -45,6 +46,7 @@ async function commands(): Promise<Command[]> {
     ...consume.commands,
     ...groups.commands,
     ...schemas.commands,
+    ...dlq.commands,
   ];
 }
 

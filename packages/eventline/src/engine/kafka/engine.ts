@@ -372,6 +372,7 @@ export class KafkaEngine implements Engine {
   append(topic: string, records: AppendRecord[], options: AppendOptions = {}): Promise<AppendResult[]> {
     if (this.#closed)
       return Promise.reject(new EventlineError('EVENTLINE_ERR_CLOSED', 'the engine is closed'));
+    if (records.length === 0) return Promise.resolve([]);
     return this.#appender.append(topic, records, options.atomic !== false);
   }
 
