@@ -239,6 +239,12 @@ export class KafkaAppender {
       for (const p of appends) p.resolve(restoreOrder(p.records, results.get(p)!));
     } catch (err) {
       if (tx !== undefined && !tx.completed) await tx.abort().catch(() => {});
+      // A failed transaction leaves the producer unusable more often than not: an abort that did not
+      // reach the coordinator ("already an active transaction"), or sequence numbers that moved on
+      // for records never written (OUT_OF_ORDER_SEQUENCE_NUMBER). The next transaction starts a new
+      // producer; the coordinator aborts anything left open once the transaction timeout passes.
+      this.#transactional = undefined;
+      void producer.close().catch(() => {});
       const e = wrapKafkaError(
         err,
         `publishing atomically to ${[...new Set(appends.map((p) => p.topic))].join(', ')}`,
