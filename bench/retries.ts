@@ -7,7 +7,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, defineTopic, type Eventline, silentLogger, type SubscribeOptions } from '../packages/eventline/src/index.ts';
+import {
+  connect,
+  defineTopic,
+  type Eventline,
+  type SubscribeOptions,
+  silentLogger,
+} from '../packages/eventline/src/index.ts';
 import { alternate, type Figure, judge, log, median, round } from './lib.ts';
 
 type Options = Omit<SubscribeOptions<ReturnType<typeof bench>>, 'group' | 'topics' | 'handler'>;

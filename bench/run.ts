@@ -2,8 +2,8 @@
  * `npm run bench [-- SUITE...] [--quick]`: runs benchmark suites and prints one JSON document on
  * stdout (progress goes to stderr). Results are also written to bench/results/.
  *
- * Suites: embedded and schemas (the default), kafka (starts a local broker unless KAFKA_BROKERS is
- * set).
+ * Suites: embedded, schemas and delivery (the default), kafka (starts a local broker unless
+ * KAFKA_BROKERS is set).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -12,7 +12,7 @@ import type { Figure } from './lib.ts';
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const suites = args.filter((a) => !a.startsWith('--'));
-const chosen = suites.length === 0 ? ['embedded', 'schemas'] : suites;
+const chosen = suites.length === 0 ? ['embedded', 'schemas', 'delivery'] : suites;
 const results: Record<string, Figure[]> = {};
 const started = new Date();
 const cpu0 = process.cpuUsage();
@@ -24,11 +24,14 @@ for (const suite of chosen) {
   } else if (suite === 'schemas') {
     const { runSchemas } = await import('./schemas.ts');
     results.schemas = await runSchemas({ quick });
+  } else if (suite === 'delivery') {
+    const { runDelivery } = await import('./delivery.ts');
+    results.delivery = await runDelivery({ quick });
   } else if (suite === 'kafka') {
     const { runKafka } = await import('./kafka.ts');
     results.kafka = await runKafka({ quick });
   } else {
-    process.stderr.write(`unknown benchmark suite: ${suite} (known: embedded, schemas, kafka)\n`);
+    process.stderr.write(`unknown benchmark suite: ${suite} (known: embedded, schemas, delivery, kafka)\n`);
     process.exit(2);
   }
 }

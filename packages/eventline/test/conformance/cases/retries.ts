@@ -277,6 +277,74 @@ export const retryCases: ConformanceCase[] = [
     },
   },
   {
+    name: 'per-key concurrency across rebalances: no partition is handled by two members at once, nothing lost or repeated',
+    timeoutMs: 90_000,
+    async run(ctx) {
+      const t = await ctx.topic<{ id: string }>('per-key-rebalance', { partitions: 4 });
+      const group = ctx.group('per-key-rebalance');
+      const seen: string[] = [];
+      const owners = new Map<number, Set<string>>();
+      let overlap = 0;
+      const clients = [ctx.bus, await ctx.connect(), await ctx.connect()];
+      const subscribe = (i: number) => {
+        const member = `m${i}`;
+        return clients[i]!.subscribe({
+          group,
+          topics: [t],
+          fromBeginning: true,
+          sessionTimeout: '6s',
+          concurrency: { perPartition: 3 },
+          handler: async (m) => {
+            const active = owners.get(m.partition) ?? new Set<string>();
+            owners.set(m.partition, active);
+            if ([...active].some((o) => o !== member)) overlap++;
+            active.add(member);
+            await sleep(2);
+            seen.push(m.value.id);
+            active.delete(member);
+          },
+        });
+      };
+      const ids: string[] = [];
+      let publishing = true;
+      const producer = (async () => {
+        for (let i = 0; publishing; i++) {
+          const batch = Array.from({ length: 12 }, (_, j) => `r${i}-${j}`);
+          await ctx.bus.publishBatch(
+            t,
+            batch.map((id) => ({ value: { id }, key: `k${id.length % 7}-${id.slice(-1)}` })),
+          );
+          ids.push(...batch);
+          await sleep(5);
+        }
+      })();
+      const first = subscribe(0);
+      await waitFor('the first member to own everything', () => first.assignment().length === 4, 30_000);
+      const second = subscribe(1);
+      const third = subscribe(2);
+      await waitFor(
+        'three members sharing the partitions',
+        () => [first, second, third].every((sub) => sub.assignment().length >= 1),
+        30_000,
+      );
+      await sleep(300);
+      await second.stop();
+      await waitFor(
+        'two members with two partitions each',
+        () => first.assignment().length === 2 && third.assignment().length === 2,
+        30_000,
+      );
+      await sleep(300);
+      publishing = false;
+      await producer;
+      await waitFor('every record', () => new Set(seen).size >= ids.length, 30_000);
+      await Promise.all([first.stop(), third.stop()]);
+      assert.equal(overlap, 0, 'a partition was handled by two members at once');
+      assert.equal(new Set(seen).size, ids.length, 'nothing lost');
+      assert.equal(seen.length, ids.length, 'graceful rebalances repeat nothing');
+    },
+  },
+  {
     name: 'shutdown: stop() abandons work still running after the grace period; it is not committed',
     async run(ctx) {
       const t = await ctx.topic<{ n: number }>('grace', { partitions: 1 });
