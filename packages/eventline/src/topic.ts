@@ -30,6 +30,13 @@ export interface TopicConfig {
   segmentBytes: number | null;
   /** Compact once this share of the log is new since the last compaction (`min.cleanable.dirty.ratio`). */
   minCleanableDirtyRatio: number;
+  /**
+   * Embedded engine only: `false` commits this topic's records without waiting for the disk (the
+   * next fsync'd commit or checkpoint covers them). A process crash loses nothing; an OS crash or
+   * power loss may lose the last ones. For request and reply topics, whose records are worthless
+   * once the waiting process is gone. Kafka does not fsync per record either; it replicates.
+   */
+  fsync: boolean;
 }
 
 export interface TopicSpec extends TopicConfig {
@@ -49,6 +56,7 @@ export const DEFAULT_TOPIC_CONFIG: Readonly<TopicConfig> = Object.freeze({
   segmentMs: null,
   segmentBytes: null,
   minCleanableDirtyRatio: 0.5,
+  fsync: true,
 });
 
 /** A topic's settings as people write them. Every setting has Kafka's meaning; docs/topics.md maps the names. */
@@ -77,6 +85,8 @@ export interface TopicSettings {
   segmentBytes?: Size;
   /** Default 0.5: compact when at least this share of a partition arrived since the last compaction. */
   minCleanableDirtyRatio?: number;
+  /** Embedded engine only. Default true: a publish resolves once its records are fsync'd. */
+  fsync?: boolean;
 }
 
 /** Options of {@link defineTopic}: settings plus codecs, key derivation and the event type. */
@@ -173,7 +183,11 @@ export function normalizeTopicConfig(name: string, options: TopicSettings = {}):
           ? null
           : parseSize(options.segmentBytes, `topic ${name}: segmentBytes`),
       minCleanableDirtyRatio: options.minCleanableDirtyRatio ?? DEFAULT_TOPIC_CONFIG.minCleanableDirtyRatio,
+      fsync: options.fsync ?? true,
     };
+    if (typeof config.fsync !== 'boolean') {
+      fail('EVENTLINE_ERR_INVALID_TOPIC_CONFIG', `topic ${name}: fsync must be true or false`);
+    }
     if (!(config.minCleanableDirtyRatio >= 0 && config.minCleanableDirtyRatio <= 1)) {
       fail(
         'EVENTLINE_ERR_INVALID_TOPIC_CONFIG',

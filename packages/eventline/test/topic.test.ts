@@ -61,8 +61,14 @@ test('settings are normalised with Kafka defaults and readable units', () => {
     segmentMs: null,
     segmentBytes: null,
     minCleanableDirtyRatio: 0.5,
+    fsync: true,
   });
   assert.equal(normalizeTopicConfig('t', { retention: 'forever' }).retentionMs, null);
+  assert.equal(normalizeTopicConfig('t', { fsync: false }).fsync, false);
+  assert.throws(
+    () => normalizeTopicConfig('t', { fsync: 'no' as unknown as boolean }),
+    /topic t: fsync must be true or false/,
+  );
   const kafka = normalizeTopicConfig('t', {
     segmentMs: '1h',
     segmentBytes: '1MiB',

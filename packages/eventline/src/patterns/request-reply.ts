@@ -183,7 +183,11 @@ class RequesterImpl implements Requester {
   ready(): Promise<void> {
     if (this.#closing) return Promise.reject(closed('requester'));
     this.#started ??= (async () => {
-      await this.#bus.admin.createTopic(this.#name, { partitions: 1, retention: this.#retention });
+      await this.#bus.admin.createTopic(this.#name, {
+        partitions: 1,
+        retention: this.#retention,
+        fsync: false,
+      });
       // On Kafka a new topic reaches every broker's metadata a moment later.
       await waitForTopic(this.#bus, this.#name, this.#stop.signal);
       this.#replyTopic = this.#name;

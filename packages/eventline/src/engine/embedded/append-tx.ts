@@ -22,6 +22,8 @@ export interface AppendUnit {
   /** The topic id the sender saw: a topic deleted and created again in between is refused. */
   topicId: number;
   chunks: AppendChunk[];
+  /** False for a topic declared `fsync: false`: its commit need not wait for the disk. */
+  fsync: boolean;
 }
 
 export interface UnitOutcome {

@@ -157,17 +157,29 @@ export class AppendWriter {
         start = end;
       }
     }
-    return { unit: { id: ++this.#nextUnit, topic, topicId: meta.id, chunks }, route };
+    return {
+      unit: { id: ++this.#nextUnit, topic, topicId: meta.id, chunks, fsync: meta.config.fsync !== false },
+      route,
+    };
   }
 
   async #commit(units: AppendUnit[], routes: Map<number, UnitRoute>): Promise<void> {
     let outcomes: ReturnType<typeof writeUnits>;
     try {
-      outcomes = await writeTransaction(
-        this.#o.db,
-        { lockTimeoutMs: this.#o.lockTimeoutMs, what: `appending to ${this.#o.path}` },
-        () => writeUnits(this.#o.db, units),
-      );
+      // A commit waits for the disk unless every topic in it was declared `fsync: false`; such a
+      // commit's WAL frames are made durable by the next fsync'd commit or checkpoint. Every other
+      // write on this connection keeps waiting for the disk.
+      const lazy = !units.some((u) => u.fsync);
+      if (lazy) this.#o.db.exec('PRAGMA synchronous = NORMAL');
+      try {
+        outcomes = await writeTransaction(
+          this.#o.db,
+          { lockTimeoutMs: this.#o.lockTimeoutMs, what: `appending to ${this.#o.path}` },
+          () => writeUnits(this.#o.db, units),
+        );
+      } finally {
+        if (lazy) this.#o.db.exec('PRAGMA synchronous = FULL');
+      }
     } catch (err) {
       for (const route of routes.values()) for (const p of route.requests) p.reject(err);
       return;
