@@ -57,6 +57,14 @@ export function sqliteDedupStore(options: SqliteDedupStoreOptions): SqliteDedupS
       `CREATE TABLE IF NOT EXISTS ${table} (grp TEXT NOT NULL, id TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (grp, id)) WITHOUT ROWID`,
     );
     db.exec(`CREATE INDEX IF NOT EXISTS ${table}_expiry ON ${table} (expires_at)`);
+    // Marks written in batches (markMany) are one row per batch: the batch's ids, newline-joined,
+    // and their smallest and largest. Event ids are time-ordered, so a lookup for new records
+    // touches no row at all, and a redelivered record finds the row whose range holds it.
+    db.exec(
+      `CREATE TABLE IF NOT EXISTS ${table}_batches (grp TEXT NOT NULL, lo TEXT NOT NULL, hi TEXT NOT NULL, expires_at INTEGER NOT NULL, ids TEXT NOT NULL)`,
+    );
+    db.exec(`CREATE INDEX IF NOT EXISTS ${table}_batches_range ON ${table}_batches (grp, hi)`);
+    db.exec(`CREATE INDEX IF NOT EXISTS ${table}_batches_expiry ON ${table}_batches (expires_at)`);
   } catch (err) {
     if (owned) db.close();
     throw wrapSqliteError(err, `${description}: creating table ${table}`);
@@ -82,8 +90,10 @@ class SqliteStore implements SqliteDedupStore {
   readonly #purge: StatementSync;
   /** Batches go to SQLite as one JSON array each: one statement instead of one per id. */
   readonly #hasMany: StatementSync;
-  readonly #markMany: StatementSync;
   readonly #hasRange: StatementSync;
+  readonly #batchesIn: StatementSync;
+  readonly #insertBatch: StatementSync;
+  readonly #purgeBatches: StatementSync;
   readonly #timer: NodeJS.Timeout;
   /** Marks waiting for the next write transaction. */
   #pending: PendingMark[] = [];
@@ -115,9 +125,15 @@ class SqliteStore implements SqliteDedupStore {
       `SELECT id FROM ${table} WHERE grp = ? AND id >= ? AND id <= ? AND expires_at > ? LIMIT ?`,
     );
     this.#hasRange.setReturnArrays(true);
-    this.#markMany = db.prepare(
-      `INSERT INTO ${table} (grp, id, expires_at) SELECT ?, value, ? FROM json_each(?) WHERE true
-       ON CONFLICT (grp, id) DO UPDATE SET expires_at = excluded.expires_at WHERE expires_at <= ?`,
+    this.#batchesIn = db.prepare(
+      `SELECT ids FROM ${table}_batches WHERE grp = ? AND hi >= ? AND lo <= ? AND expires_at > ?`,
+    );
+    this.#batchesIn.setReturnArrays(true);
+    this.#insertBatch = db.prepare(
+      `INSERT INTO ${table}_batches (grp, lo, hi, expires_at, ids) VALUES (?, ?, ?, ?, ?)`,
+    );
+    this.#purgeBatches = db.prepare(
+      `DELETE FROM ${table}_batches WHERE rowid IN (SELECT rowid FROM ${table}_batches WHERE expires_at <= ? LIMIT ${PURGE_CHUNK})`,
     );
     this.#purge = db.prepare(
       `DELETE FROM ${table} WHERE (grp, id) IN (SELECT grp, id FROM ${table} WHERE expires_at <= ? LIMIT ${PURGE_CHUNK})`,
@@ -133,7 +149,28 @@ class SqliteStore implements SqliteDedupStore {
 
   async has(group: string, id: string): Promise<boolean> {
     this.#check();
-    return read(`${this.description}: has`, () => this.#has.get(group, id, Date.now()) !== undefined);
+    return read(`${this.description}: has`, () => {
+      const now = Date.now();
+      if (this.#has.get(group, id, now) !== undefined) return true;
+      const found = new Set<string>();
+      this.#inBatches(group, [id], now, found);
+      return found.size > 0;
+    });
+  }
+
+  /** Adds to `found` the ids marked in batch rows whose range overlaps the ids'. */
+  #inBatches(group: string, ids: readonly string[], now: number, found: Set<string>): void {
+    if (ids.length === 0) return;
+    let low = ids[0]!;
+    let high = low;
+    for (const id of ids) {
+      if (id < low) low = id;
+      else if (id > high) high = id;
+    }
+    const rows = this.#batchesIn.all(group, low, high, now) as unknown as [string][];
+    if (rows.length === 0) return;
+    const wanted = new Set(ids);
+    for (const [list] of rows) for (const id of list.split('\n')) if (wanted.has(id)) found.add(id);
   }
 
   async hasMany(group: string, ids: readonly string[]): Promise<Set<string>> {
@@ -141,6 +178,7 @@ class SqliteStore implements SqliteDedupStore {
     const found = new Set<string>();
     const now = Date.now();
     read(`${this.description}: has`, () => {
+      this.#inBatches(group, ids, now, found);
       // Event ids are time-ordered (UUIDv7), so a batch's ids span a narrow range that usually holds
       // no mark at all: one range probe answers for the whole batch. A range holding more marks than
       // that (random ids, a replay) is answered id by id.
@@ -177,8 +215,15 @@ class SqliteStore implements SqliteDedupStore {
   async markMany(group: string, ids: readonly string[], ttlMs: number): Promise<void> {
     this.#check();
     const expiresAt = Date.now() + ttlMs;
-    await this.#write('mark', (now) => {
-      this.#markMany.run(group, expiresAt, JSON.stringify(ids), now);
+    if (ids.length === 0) return;
+    let low = ids[0]!;
+    let high = low;
+    for (const id of ids) {
+      if (id < low) low = id;
+      else if (id > high) high = id;
+    }
+    await this.#write('mark', () => {
+      this.#insertBatch.run(group, low, high, expiresAt, ids.join('\n'));
     });
   }
 
@@ -243,14 +288,23 @@ class SqliteStore implements SqliteDedupStore {
   ): Promise<ProcessOnceResult<Awaited<T>>> {
     this.#check();
     return this.#write(`processOnce ${id}`, async (now) => {
-      if (this.#mark.run(group, id, now + ttlMs, now).changes === 0) return { duplicate: true };
+      const batched = new Set<string>();
+      this.#inBatches(group, [id], now, batched);
+      if (batched.size > 0 || this.#mark.run(group, id, now + ttlMs, now).changes === 0) {
+        return { duplicate: true };
+      }
       return { duplicate: false, value: await fn(this.db) };
     });
   }
 
   async purge(): Promise<number> {
     if (this.#closed) return 0;
-    return purgeInChunks(() => this.#write('purge', (now) => Number(this.#purge.run(now).changes)));
+    return purgeInChunks(() =>
+      this.#write(
+        'purge',
+        (now) => Number(this.#purge.run(now).changes) + Number(this.#purgeBatches.run(now).changes),
+      ),
+    );
   }
 
   async close(): Promise<void> {

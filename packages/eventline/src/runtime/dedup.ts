@@ -66,7 +66,10 @@ export interface TransactionalDedupStore<Tx> extends DedupStore {
     ttlMs: number,
     fn: (tx: Tx) => T | Promise<T>,
   ): Promise<ProcessOnceResult<Awaited<T>>>;
-  /** Deletes expired marks now; returns how many. Runs by itself every `purgeInterval`. */
+  /**
+   * Deletes expired marks now; returns how many rows went (the SQLite store keeps the marks written
+   * together by `markMany` in one row). Runs by itself every `purgeInterval`.
+   */
   purge(): Promise<number>;
 }
 
