@@ -72,7 +72,16 @@ export async function startPostgres(): Promise<PostgresServer> {
 
   try {
     await run(
-      ...asOwner(join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8']),
+      ...asOwner(join(bin, 'initdb'), [
+        '-D',
+        data,
+        '-U',
+        'postgres',
+        '--auth=trust',
+        '--no-sync',
+        '-E',
+        'UTF8',
+      ]),
       { cwd: dir, env },
     );
   } catch (err) {
@@ -145,7 +154,8 @@ export async function startPostgres(): Promise<PostgresServer> {
     // Children of a dead postmaster belong to init now; the next start needs them gone.
     const deadline = Date.now() + 30_000;
     while (pids.some(running)) {
-      if (Date.now() > deadline) throw new Error(`postgres-server: processes ${pids.filter(running)} survived SIGKILL`);
+      if (Date.now() > deadline)
+        throw new Error(`postgres-server: processes ${pids.filter(running)} survived SIGKILL`);
       await sleep(20);
     }
     child = undefined;

@@ -194,6 +194,8 @@ interface PartitionState extends TopicPartition {
   buffered: number;
   /** Records that failed and wait for their next attempt. */
   retries: Map<number, RetryInfo>;
+  /** Event ids of taken records, by offset, while dedup needs them. */
+  ids: Map<number, string>;
   /** Finished offsets restored from the commit metadata, skipped when fetched again. */
   restoredDone: Set<number>;
   restoring: boolean;
@@ -408,7 +410,10 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     const ids: string[] = [];
     for (const r of records) {
       const id = eventIdOf(r.headers);
-      if (id !== undefined) ids.push(id);
+      if (id === undefined) continue;
+      ids.push(id);
+      // Read once per record: the handler path looks it up by offset.
+      st.ids.set(r.offset, id);
     }
     for (let attempt = 0; ; attempt++) {
       try {
@@ -423,6 +428,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
 
   /** A record whose id was processed already: it is finished without its handler. */
   #skip(st: PartitionState, r: StoredRecord): void {
+    st.ids.delete(r.offset);
     const onDuplicate = this.#dedup?.onDuplicate;
     if (onDuplicate === undefined) return;
     try {
@@ -433,16 +439,18 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   }
 
   /** True when this record's id was handled a moment ago (a repeat within what was fetched). */
-  #repeat(r: StoredRecord): boolean {
+  #repeat(st: PartitionState, r: StoredRecord): boolean {
     if (this.#dedup === undefined) return false;
-    const id = eventIdOf(r.headers);
+    const id = st.ids.get(r.offset);
     return id !== undefined && this.#dedup.pending(id);
   }
 
-  #handled(r: StoredRecord): void {
+  #handled(st: PartitionState, r: StoredRecord): void {
     if (this.#dedup === undefined) return;
-    const id = eventIdOf(r.headers);
-    if (id !== undefined) this.#dedup.handled(id);
+    const id = st.ids.get(r.offset);
+    if (id === undefined) return;
+    st.ids.delete(r.offset);
+    this.#dedup.handled(id);
   }
 
   /** True when some owned partition can take more records. */
@@ -467,7 +475,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         : batch.records.filter((r) => !st.restoredDone.delete(r.offset));
     if (duplicates !== undefined && duplicates.size > 0) {
       records = records.filter((r) => {
-        const id = eventIdOf(r.headers);
+        const id = st.ids.get(r.offset);
         if (id === undefined || !duplicates.has(id)) return true;
         this.#skip(st, r);
         return false;
@@ -623,7 +631,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         const r = records[i]!;
         let message: Message<unknown, unknown> | undefined;
         try {
-          if (this.#repeat(r)) this.#skip(st, r);
+          if (this.#repeat(st, r)) this.#skip(st, r);
           else {
             message = decodeMessage(r, value, key);
             const result = handler(message as MessageOf<T>, this.#context(st, 1));
@@ -634,7 +642,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
             ) {
               await result;
             }
-            this.#handled(r);
+            this.#handled(st, r);
           }
         } catch (err) {
           if (st.gone) break;
@@ -679,11 +687,11 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     const attempt = (st.retries.get(r.offset)?.attempt ?? 0) + 1;
     let message: Message<unknown, unknown> | undefined;
     try {
-      if (this.#repeat(r)) this.#skip(st, r);
+      if (this.#repeat(st, r)) this.#skip(st, r);
       else {
         message = decodeMessage(r, st.codecs.value, st.codecs.key);
         await this.#handler!(message as MessageOf<T>, this.#context(st, attempt));
-        this.#handled(r);
+        this.#handled(st, r);
       }
     } catch (err) {
       if (st.gone && st.pendingSeek === undefined) return;
@@ -718,12 +726,12 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     }
     try {
       const fresh = messages.filter((m, i) => {
-        if (!this.#repeat(records[i]!)) return true;
+        if (!this.#repeat(st, records[i]!)) return true;
         this.#dedup?.onDuplicate?.(m);
         return false;
       });
       if (fresh.length > 0) await this.#batchHandler!(fresh as MessageOf<T>[], this.#context(st, attempt));
-      for (let i = 0; i < messages.length; i++) this.#handled(records[i]!);
+      for (let i = 0; i < messages.length; i++) this.#handled(st, records[i]!);
     } catch (err) {
       if (st.gone && st.pendingSeek === undefined) return;
       if (await this.#failed(st, first, undefined, err, attempt, messages.length)) {
@@ -875,6 +883,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         running: 0,
         buffered: 0,
         retries: new Map(),
+        ids: new Map(),
         restoredDone: new Set(),
         restoring: true,
         gone: false,
@@ -1086,6 +1095,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     st.head = 0;
     st.done.clear();
     st.retries.clear();
+    st.ids.clear();
     st.restoredDone.clear();
     st.buffered = 0;
     st.progress = offset;

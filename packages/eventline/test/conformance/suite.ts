@@ -3,6 +3,7 @@ import type { ConnectOptions, Eventline } from '../../src/client.ts';
 import { defineTopic, type Topic, type TopicOptions } from '../../src/topic.ts';
 import { unique } from '../helpers.ts';
 import { consumeCases } from './cases/consume.ts';
+import { dbOutageCases } from './cases/db-outage.ts';
 import { deadLetterCases } from './cases/dead-letters.ts';
 import { dedupCases } from './cases/dedup.ts';
 import { groupCases } from './cases/groups.ts';
@@ -44,6 +45,7 @@ export const allCases: readonly ConformanceCase[] = [
   ...processCases,
   ...schemaCases,
   ...retryCases,
+  ...dbOutageCases,
   ...deadLetterCases,
   ...dedupCases,
   ...outboxCases,
