@@ -161,12 +161,7 @@ class SqliteStore implements SqliteDedupStore {
   /** Adds to `found` the ids marked in batch rows whose range overlaps the ids'. */
   #inBatches(group: string, ids: readonly string[], now: number, found: Set<string>): void {
     if (ids.length === 0) return;
-    let low = ids[0]!;
-    let high = low;
-    for (const id of ids) {
-      if (id < low) low = id;
-      else if (id > high) high = id;
-    }
+    const [low, high] = rangeOf(ids);
     const rows = this.#batchesIn.all(group, low, high, now) as unknown as [string][];
     if (rows.length === 0) return;
     const wanted = new Set(ids);
@@ -183,12 +178,7 @@ class SqliteStore implements SqliteDedupStore {
       // no mark at all: one range probe answers for the whole batch. A range holding more marks than
       // that (random ids, a replay) is answered id by id.
       if (ids.length > 16) {
-        let low = ids[0]!;
-        let high = low;
-        for (const id of ids) {
-          if (id < low) low = id;
-          else if (id > high) high = id;
-        }
+        const [low, high] = rangeOf(ids);
         const limit = ids.length * 2;
         const rows = this.#hasRange.all(group, low, high, now, limit) as unknown as [string][];
         if (rows.length < limit) {
@@ -216,12 +206,7 @@ class SqliteStore implements SqliteDedupStore {
     this.#check();
     const expiresAt = Date.now() + ttlMs;
     if (ids.length === 0) return;
-    let low = ids[0]!;
-    let high = low;
-    for (const id of ids) {
-      if (id < low) low = id;
-      else if (id > high) high = id;
-    }
+    const [low, high] = rangeOf(ids);
     await this.#write('mark', () => {
       this.#insertBatch.run(group, low, high, expiresAt, ids.join('\n'));
     });
@@ -314,4 +299,15 @@ class SqliteStore implements SqliteDedupStore {
     await this.#writes;
     if (this.#owned) this.db.close();
   }
+}
+
+/** The smallest and the largest of some ids (they are compared as text, as SQLite does). */
+function rangeOf(ids: readonly string[]): [string, string] {
+  let low = ids[0]!;
+  let high = low;
+  for (const id of ids) {
+    if (id < low) low = id;
+    else if (id > high) high = id;
+  }
+  return [low, high];
 }
