@@ -164,8 +164,8 @@ export class DedupGate {
   readonly onDuplicate: ((message: Message<unknown, unknown>) => void) | undefined;
   /** Handled, not yet handed to a flush. */
   #pending = new Set<string>();
-  /** Being marked by a flush now. */
-  #writing = new Set<string>();
+  /** Being marked by flushes now (one set per flush, usually none or one). */
+  #writing: Set<string>[] = [];
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> = Promise.resolve();
   #failure: unknown;
@@ -187,7 +187,9 @@ export class DedupGate {
 
   /** True when this id was handled and its mark is still on its way. */
   pending(id: string): boolean {
-    return this.#pending.has(id) || this.#writing.has(id);
+    if (this.#pending.has(id)) return true;
+    for (const set of this.#writing) if (set.has(id)) return true;
+    return false;
   }
 
   /** A record with this id was handled. */
@@ -201,19 +203,19 @@ export class DedupGate {
   flush(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    const ids = [...this.#pending];
-    this.#pending.clear();
-    for (const id of ids) this.#writing.add(id);
+    const batch = this.#pending;
+    this.#pending = new Set();
+    this.#writing.push(batch);
     const run = this.#flushing.then(async () => {
       try {
-        if (ids.length > 0) await markMany(this.#store, this.#group, ids, this.#ttlMs);
+        if (batch.size > 0) await markMany(this.#store, this.#group, [...batch], this.#ttlMs);
         this.#failure = undefined;
       } catch (err) {
         // Not marked: they go with the next flush.
-        for (const id of ids) this.#pending.add(id);
+        for (const id of batch) this.#pending.add(id);
         throw err;
       } finally {
-        for (const id of ids) this.#writing.delete(id);
+        this.#writing.splice(this.#writing.indexOf(batch), 1);
       }
     });
     this.#flushing = run.catch((err: unknown) => {
