@@ -627,7 +627,8 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     let i = 0;
     try {
       for (; i < records.length; i++) {
-        if (!this.#canRun(st)) break;
+        // A pause lets the batch finish (its records are taken); a move, a stop or a revoke ends it.
+        if (st.gone || this.#stopping || st.pendingSeek !== undefined) break;
         const r = records[i]!;
         let message: Message<unknown, unknown> | undefined;
         try {
@@ -1005,6 +1006,8 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
       if (only !== undefined && !only.has(st.key)) continue;
       const offset = this.#position(st);
       if (offset === null) continue;
+      // Retries restored for records the log no longer has (retention) are behind the position.
+      for (const o of st.retries.keys()) if (o < offset) st.retries.delete(o);
       const metadata = encodeProgress(offset, st.done, st.retries);
       if (offset === st.committed && metadata === st.committedMeta) continue;
       due.push([st, { topic: st.topic, partition: st.partition, offset, ...(metadata ? { metadata } : {}) }]);
