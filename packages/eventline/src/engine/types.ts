@@ -45,6 +45,11 @@ export interface StoredRecord {
   key: Buffer | null;
   value: Buffer | null;
   headers: readonly Header[];
+  /**
+   * Optional: the first header of this name as Latin-1 text, read without decoding the others
+   * (the embedded engine decodes headers lazily). Callers fall back to `headers`.
+   */
+  headerText?(name: string): string | undefined;
 }
 
 export interface PartitionOffsets {

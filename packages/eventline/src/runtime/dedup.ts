@@ -1,4 +1,4 @@
-import type { Header } from '../engine/types.ts';
+import type { StoredRecord } from '../engine/types.ts';
 import { redactUrl } from '../engine/url.ts';
 import type { Message } from '../message.ts';
 import { type Duration, parseDuration } from '../util/units.ts';
@@ -143,9 +143,10 @@ export function withBatchDedup<M extends Message<unknown, unknown>, C>(
   };
 }
 
-/** The `ce_id` of a stored record, read without decoding its other headers. */
-export function eventIdOf(headers: readonly Header[]): string | undefined {
-  for (const [name, value] of headers) if (name === 'ce_id') return value.toString('latin1');
+/** The `ce_id` of a stored record, read without decoding its other headers where the engine can. */
+export function eventIdOf(record: StoredRecord): string | undefined {
+  if (record.headerText !== undefined) return record.headerText('ce_id');
+  for (const [name, value] of record.headers) if (name === 'ce_id') return value.toString('latin1');
   return undefined;
 }
 
@@ -164,10 +165,12 @@ export class DedupGate {
   readonly onDuplicate: ((message: Message<unknown, unknown>) => void) | undefined;
   /** Handled, not yet handed to a flush. */
   #pending = new Set<string>();
-  /** Being marked by flushes now (one set per flush, usually none or one). */
-  #writing: Set<string>[] = [];
+  /** Being marked by the flush in progress. */
+  #writing: Set<string> | undefined;
+  #inFlight: Promise<void> | undefined;
+  /** A flush asked for while one runs: it starts when that one ends and takes all that is pending. */
+  #queued: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
-  #flushing: Promise<void> = Promise.resolve();
   #failure: unknown;
 
   constructor(options: DedupOptions, group: string) {
@@ -187,9 +190,7 @@ export class DedupGate {
 
   /** True when this id was handled and its mark is still on its way. */
   pending(id: string): boolean {
-    if (this.#pending.has(id)) return true;
-    for (const set of this.#writing) if (set.has(id)) return true;
-    return false;
+    return this.#pending.has(id) || this.#writing?.has(id) === true;
   }
 
   /** A record with this id was handled. */
@@ -203,24 +204,34 @@ export class DedupGate {
   flush(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    if (this.#inFlight === undefined) return this.#flushNow();
+    const after = (): Promise<void> => {
+      this.#queued = undefined;
+      return this.#flushNow();
+    };
+    this.#queued ??= this.#inFlight.then(after, after);
+    return this.#queued;
+  }
+
+  #flushNow(): Promise<void> {
     const batch = this.#pending;
     this.#pending = new Set();
-    this.#writing.push(batch);
-    const run = this.#flushing.then(async () => {
+    this.#writing = batch;
+    const run = (async () => {
       try {
         if (batch.size > 0) await markMany(this.#store, this.#group, [...batch], this.#ttlMs);
         this.#failure = undefined;
       } catch (err) {
         // Not marked: they go with the next flush.
         for (const id of batch) this.#pending.add(id);
+        this.#failure = err;
         throw err;
       } finally {
-        this.#writing.splice(this.#writing.indexOf(batch), 1);
+        this.#writing = undefined;
+        this.#inFlight = undefined;
       }
-    });
-    this.#flushing = run.catch((err: unknown) => {
-      this.#failure = err;
-    });
+    })();
+    this.#inFlight = run.catch(() => {});
     return run;
   }
 

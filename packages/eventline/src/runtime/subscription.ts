@@ -409,7 +409,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   async #duplicates(st: PartitionState, records: readonly StoredRecord[]): Promise<Set<string>> {
     const ids: string[] = [];
     for (const r of records) {
-      const id = eventIdOf(r.headers);
+      const id = eventIdOf(r);
       if (id === undefined) continue;
       ids.push(id);
       // Read once per record: the handler path looks it up by offset.

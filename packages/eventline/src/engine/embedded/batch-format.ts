@@ -172,6 +172,23 @@ class BatchRecord implements StoredRecord {
     return this.#headers;
   }
 
+  headerText(name: string): string | undefined {
+    const buf = this.#payload;
+    const state = { pos: this.#headersAt };
+    const count = readVarint(buf, state);
+    for (let i = 0; i < count; i++) {
+      const nameLength = readVarint(buf, state);
+      const at = state.pos;
+      state.pos += nameLength;
+      const valueLength = readVarint(buf, state);
+      if (nameLength === name.length && sameText(buf, at, name)) {
+        return buf.toString('latin1', state.pos, state.pos + valueLength);
+      }
+      state.pos += valueLength;
+    }
+    return undefined;
+  }
+
   toJSON(): object {
     return recordFields(this);
   }
@@ -187,6 +204,12 @@ function readVarint(buf: Buffer, state: { pos: number }): number {
     if (byte < 0x80) return result;
     factor *= 128;
   }
+}
+
+/** True when the bytes at `at` spell `text` (ASCII), without making a string of them. */
+function sameText(buf: Buffer, at: number, text: string): boolean {
+  for (let k = 0; k < text.length; k++) if (buf[at + k] !== text.charCodeAt(k)) return false;
+  return true;
 }
 
 function decodeHeaders(buf: Buffer, at: number): { headers: Header[]; end: number } {
