@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { bytes } from '../../../src/codec.ts';
+import { sqliteDedupStore } from '../../../src/runtime/dedup-sqlite.ts';
 import { type Child, spawnNode, tally, waitFor } from '../../helpers.ts';
 import type { CaseContext, ConformanceCase } from '../suite.ts';
 
@@ -26,18 +27,24 @@ const report = (child: Child, done: number): string =>
   `${done} processed; b handled ${handled(child)}, skipped ${duplicates(child).length}; stderr: ${child.stderr.slice(-5).join(' | ')}`;
 
 /** Publishes `n` records whose values are their names, spread over 2 partitions. */
-async function publish(ctx: CaseContext, base: string, n: number): Promise<{ topic: string; ids: string[] }> {
+async function publish(
+  ctx: CaseContext,
+  base: string,
+  n: number,
+): Promise<{ topic: string; ids: string[]; eventIds: Map<string, string> }> {
   const t = await ctx.topic(base, { partitions: 2, value: bytes() });
   const ids = Array.from({ length: n }, (_, i) => `r${i}`);
-  await ctx.bus.publishBatch(
+  const sent = await ctx.bus.publishBatch(
     t,
     ids.map((id) => ({ value: Buffer.from(id), key: id })),
   );
-  return { topic: t.name, ids };
+  // The store marks event ids (ce_id); the side file holds record values.
+  const eventIds = new Map(ids.map((id, i) => [id, sent[i]!.id]));
+  return { topic: t.name, ids, eventIds };
 }
 
 /**
- * Runs member `a` until it handled `killAfter` records (then `beforeKill`, which returns how many
+ * Runs member `a` until it handled `killAfter` records (then `beforeKill`; `mustSkip` says how many
  * records b must skip), kills it with SIGKILL, and lets member `b` take over until every record is
  * processed and b skipped that many redelivered ones. Returns b, stopped.
  */
@@ -47,16 +54,20 @@ async function crashAndTakeOver(
   options: {
     killAfter: number;
     aArgs?: object;
-    beforeKill?: () => Promise<number>;
+    beforeKill?: () => Promise<void>;
+    /** How many records b must skip, read once a is dead. */
+    mustSkip?: () => Promise<number>;
     processed: () => string[] | Promise<string[]>;
     expected: number;
   },
 ): Promise<Child> {
   const a = await startConsumer(ctx, 'a', { ...args, ...options.aArgs });
   await waitFor(`a to handle ${options.killAfter} records`, () => handled(a) >= options.killAfter, 60_000);
-  const minSkipped = (await options.beforeKill?.()) ?? 1;
+  await options.beforeKill?.();
   a.kill('SIGKILL');
   await a.exited;
+  // Read only now: a commit a had in flight may have landed before it died.
+  const minSkipped = (await options.mustSkip?.()) ?? 1;
   const b = await startConsumer(ctx, 'b', args);
   const done = async (): Promise<number> => new Set(await options.processed()).size;
   try {
@@ -69,7 +80,13 @@ async function crashAndTakeOver(
       throw new Error(`${err.message}; ${report(b, await done())}`);
     });
     // b got back what a handled but never committed; the store made it skip those.
-    await waitFor('b to skip the records a processed', () => duplicates(b).length >= minSkipped, 30_000);
+    await waitFor(
+      'b to skip the records a processed',
+      () => duplicates(b).length >= minSkipped,
+      30_000,
+    ).catch(async (err: Error) => {
+      throw new Error(`${err.message}: wanted ${minSkipped}; ${report(b, await done())}`);
+    });
   } finally {
     b.kill('SIGTERM');
     await b.exited;
@@ -83,7 +100,7 @@ export const dedupCases: ConformanceCase[] = [
     needs: 'processes',
     timeoutMs: 180_000,
     async run(ctx) {
-      const { topic, ids } = await publish(ctx, 'dedup-crash', 400);
+      const { topic, ids, eventIds } = await publish(ctx, 'dedup-crash', 400);
       const group = ctx.group('dedup-crash');
       const dir = mkdtempSync(join(tmpdir(), 'eventline-dedup-case-'));
       const side = join(dir, 'processed.txt');
@@ -102,6 +119,19 @@ export const dedupCases: ConformanceCase[] = [
             killAfter: 250,
             aArgs: { hangAfter: 250 },
             beforeKill: async () => {
+              // Marks are written in batches within a couple of milliseconds of their handler:
+              // kill a once the 250 it handled are marked, so the kill lands after the mark.
+              const store = sqliteDedupStore({ path: join(dir, 'dedup.db') });
+              try {
+                await waitFor('a to mark the records it handled', async () => {
+                  const marked = await store.hasMany!(group, [...eventIds.values()]);
+                  return processed().every((v) => marked.has(eventIds.get(v)!));
+                });
+              } finally {
+                await store.close();
+              }
+            },
+            mustSkip: async () => {
               const offsets = await ctx.bus.reader.groupOffsets(group);
               const committed = offsets.reduce((n, o) => n + o.offset, 0);
               assert.ok(
