@@ -219,6 +219,14 @@ export class Eventline {
     return this.#registry;
   }
 
+  /**
+   * A topic's codecs bound to this connection (its schema registry and writer-schema cache), for
+   * Eventline's own patterns and tools that read or write a topic without `publish`/`subscribe`.
+   */
+  codecsOf(topic: Topic<unknown, unknown> | string): TopicCodecs {
+    return this.#codecs.of(topic);
+  }
+
   /** The engine underneath; for tools and tests. */
   get engine(): Engine {
     return this.#engine;

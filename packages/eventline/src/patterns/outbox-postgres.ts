@@ -202,8 +202,11 @@ class PostgresOutboxStore implements OutboxStore<{ client: PoolClient }> {
     });
   }
 
-  async purge(before: number): Promise<void> {
-    await this.#pool.query(`DELETE FROM ${this.#table} WHERE sent_at IS NOT NULL AND sent_at < $1`, [before]);
+  async purge(keepMs: number): Promise<void> {
+    await this.#pool.query(
+      `DELETE FROM ${this.#table} WHERE sent_at IS NOT NULL AND sent_at < ${NOW_MS} - $1`,
+      [keepMs],
+    );
   }
 
   async backlog(): Promise<OutboxBacklog> {

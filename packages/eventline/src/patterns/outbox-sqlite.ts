@@ -7,7 +7,7 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EncodedRecord } from '../client.ts';
-import { isBusy } from '../engine/embedded/sqlite.ts';
+import { asBuffer, beginImmediate } from '../engine/embedded/sqlite.ts';
 import { fail } from '../errors.ts';
 import {
   encodeHeaders,
@@ -106,17 +106,12 @@ class SqliteOutboxStore implements OutboxStore<{ db: DatabaseSync }> {
   }
 
   /** BEGIN IMMEDIATE, waiting (without blocking the event loop) while another connection writes. */
-  async #begin(): Promise<void> {
-    const deadline = Date.now() + BUSY_LIMIT_MS;
-    for (let wait = 1; ; wait = Math.min(wait * 2, 50)) {
-      try {
-        this.#db.exec('BEGIN IMMEDIATE');
-        return;
-      } catch (err) {
-        if (!isBusy(err) || Date.now() > deadline) throw err;
-      }
-      await sleep(wait);
-    }
+  #begin(): Promise<void> {
+    return beginImmediate(
+      this.#db,
+      { lockTimeoutMs: BUSY_LIMIT_MS, what: 'outbox: starting a transaction' },
+      () => undefined,
+    );
   }
 
   transaction<T>(
@@ -179,8 +174,8 @@ class SqliteOutboxStore implements OutboxStore<{ db: DatabaseSync }> {
         id: r.id as number,
         topic: r.topic as string,
         partition: r.partition as number,
-        key: asBuffer(r.key),
-        value: asBuffer(r.value),
+        key: bufferOrNull(r.key),
+        value: bufferOrNull(r.value),
         headers: r.headers as string,
         timestamp: r.timestamp as number,
         eventId: r.event_id as string,
@@ -210,8 +205,8 @@ class SqliteOutboxStore implements OutboxStore<{ db: DatabaseSync }> {
     });
   }
 
-  async purge(before: number): Promise<void> {
-    await this.#serial(() => this.#purge.run(before));
+  async purge(keepMs: number): Promise<void> {
+    await this.#serial(() => this.#purge.run(Date.now() - keepMs));
   }
 
   backlog(): Promise<OutboxBacklog> {
@@ -227,8 +222,6 @@ class SqliteOutboxStore implements OutboxStore<{ db: DatabaseSync }> {
   }
 }
 
-function asBuffer(v: unknown): Buffer | null {
-  if (v === null || v === undefined) return null;
-  const u8 = v as Uint8Array;
-  return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+function bufferOrNull(v: unknown): Buffer | null {
+  return v === null || v === undefined ? null : asBuffer(v as Uint8Array);
 }

@@ -176,8 +176,8 @@ export interface OutboxStore<Tx> {
   unsent(limit: number, except: readonly string[]): Promise<OutboxRow[]>;
   /** Deletes (or marks sent) rows, and renews the lease, if `owner` still holds it; else false. */
   markSent(owner: string, ids: readonly number[], keep: boolean, leaseMs: number): Promise<boolean>;
-  /** Deletes rows sent before `before` (ms since the epoch). */
-  purge(before: number): Promise<void>;
+  /** Deletes sent rows older than `keepMs`, by the store's own clock (the one that stamped them). */
+  purge(keepMs: number): Promise<void>;
   backlog(): Promise<OutboxBacklog>;
   close(): Promise<void>;
 }
@@ -414,7 +414,7 @@ class Relay {
       this.#renewedAt = now;
     }
     if (this.#keepMs > 0 && now - this.#purgedAt > 60_000) {
-      await this.#store.purge(now - this.#keepMs);
+      await this.#store.purge(this.#keepMs);
       this.#purgedAt = now;
     }
     const except = [...this.#waiting].filter(([, w]) => w.until > now).map(([topic]) => topic);

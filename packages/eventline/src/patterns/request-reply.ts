@@ -19,7 +19,7 @@ import { type BoundCodec, bytes, type Codec, json } from '../codec.ts';
 import type { StoredRecord } from '../engine/types.ts';
 import { type ErrorCode, EventlineError, fail, isEventlineError } from '../errors.ts';
 import { decodeMessage, type Message } from '../message.ts';
-import { CodecBinder, prepareDecode } from '../runtime/codecs.ts';
+import { prepareDecode } from '../runtime/codecs.ts';
 import type { ErrorInfo, HandlerContext, Subscription } from '../runtime/subscription.ts';
 import { defineTopic, type Topic, validateTopicName } from '../topic.ts';
 import { type Duration, parseDuration } from '../util/units.ts';
@@ -451,7 +451,7 @@ export function respond<Req, Res, K = string>(
     fail('EVENTLINE_ERR_INVALID_ARGUMENT', 'respond: handler is required');
   if (options.replyTopic !== undefined) validateTopicName(options.replyTopic);
   const topic = typeof options.topic === 'string' ? namedTopic<Req, K>(options.topic) : options.topic;
-  const codecs = new CodecBinder(() => bus.registry()).of(topic as Topic<unknown, unknown>);
+  const codecs = bus.codecsOf(topic as Topic<unknown, unknown>);
   const replyCodec = new ReplyCodecs(bus).of(topic.name, (options.replyCodec ?? json()) as Codec<unknown>);
   const replyTopics = new Map<string, Topic<Buffer>>();
   const stats: ResponderStats = { handled: 0, replied: 0, failed: 0, expired: 0, undeliverable: 0 };
@@ -624,11 +624,11 @@ class ResponderImpl implements Responder {
  * schemas under `<request topic>-reply`, the same subject for every requester and responder.
  */
 class ReplyCodecs {
-  readonly #binder: CodecBinder;
+  readonly #bus: Eventline;
   readonly #topics = new Map<string, WeakMap<Codec<unknown>, Topic<unknown>>>();
 
   constructor(bus: Eventline) {
-    this.#binder = new CodecBinder(() => bus.registry());
+    this.#bus = bus;
   }
 
   of(requestTopic: string, codec: Codec<unknown>): BoundCodec<unknown> {
@@ -643,7 +643,7 @@ class ReplyCodecs {
       t = defineTopic(`${requestTopic}-reply`, { value: codec });
       byCodec.set(codec, t);
     }
-    return this.#binder.of(t as Topic<unknown, unknown>).value;
+    return this.#bus.codecsOf(t as Topic<unknown, unknown>).value;
   }
 }
 

@@ -7,12 +7,13 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Eventline } from '../client.ts';
 import { asBuffer, finishTransaction, read, wrapSqliteError } from '../engine/embedded/sqlite.ts';
 import type { Engine, StoredRecord } from '../engine/types.ts';
 import { EventlineError, fail, isEventlineError } from '../errors.ts';
 import { decodeMessage } from '../message.ts';
-import { CodecBinder, prepareDecode, type TopicCodecs } from '../runtime/codecs.ts';
+import { prepareDecode, type TopicCodecs } from '../runtime/codecs.ts';
 import type { Topic } from '../topic.ts';
 import { type Duration, parseDuration } from '../util/units.ts';
 
@@ -189,7 +190,7 @@ export function createView<V, K>(
   topic: Topic<V, K> | string,
   options: ViewOptions<V, K> = {},
 ): View<V, K> {
-  const codecs = new CodecBinder(() => bus.registry()).of(topic as Topic<unknown, unknown> | string);
+  const codecs = bus.codecsOf(topic as Topic<unknown, unknown> | string);
   return new ViewRunner<V, K>(bus, codecs, options);
 }
 
@@ -691,16 +692,9 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | 
   });
 }
 
+/** Waits `ms`, or less when the signal aborts. */
 function sleepUnless(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
+  return sleep(ms, undefined, { signal }).catch(() => {});
 }
 
 /** The Map key of a view key, as stored in the snapshot's primary key. */

@@ -1,6 +1,11 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { isBusy, openDatabase, read, sqliteCode, wrapSqliteError } from '../engine/embedded/sqlite.ts';
+import {
+  beginImmediate,
+  openDatabase,
+  read,
+  sqliteCode,
+  wrapSqliteError,
+} from '../engine/embedded/sqlite.ts';
 import { fail } from '../errors.ts';
 import { type Duration, parseDuration } from '../util/units.ts';
 import { type ProcessOnceResult, PURGE_CHUNK, purgeInChunks, type TransactionalDedupStore } from './dedup.ts';
@@ -48,11 +53,10 @@ export function sqliteDedupStore(options: SqliteDedupStoreOptions): SqliteDedupS
     );
   }
   const owned = 'path' in options;
-  const db = owned ? openDatabase(options.path, { synchronous: 'NORMAL' }) : options.db;
+  // This connection has no maintenance worker to checkpoint for it.
+  const db = owned ? openDatabase(options.path, { synchronous: 'NORMAL', autocheckpoint: 1000 }) : options.db;
   const description = owned ? `sqlite:${options.path}` : 'sqlite (application connection)';
   try {
-    // The engine's connections leave checkpoints to its maintenance worker; this one has none.
-    if (owned) db.exec('PRAGMA wal_autocheckpoint = 1000');
     db.exec(
       `CREATE TABLE IF NOT EXISTS ${table} (grp TEXT NOT NULL, id TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (grp, id)) WITHOUT ROWID`,
     );
@@ -72,13 +76,6 @@ export function sqliteDedupStore(options: SqliteDedupStoreOptions): SqliteDedupS
   return new SqliteStore(db, owned, description, table, options);
 }
 
-interface PendingMark {
-  group: string;
-  id: string;
-  expiresAt: number;
-  done: PromiseWithResolvers<void>;
-}
-
 class SqliteStore implements SqliteDedupStore {
   readonly db: DatabaseSync;
   readonly description: string;
@@ -95,8 +92,6 @@ class SqliteStore implements SqliteDedupStore {
   readonly #insertBatch: StatementSync;
   readonly #purgeBatches: StatementSync;
   readonly #timer: NodeJS.Timeout;
-  /** Marks waiting for the next write transaction. */
-  #pending: PendingMark[] = [];
   /** Serialises write transactions: SQLite has one per connection. */
   #writes: Promise<unknown> = Promise.resolve();
   #closed = false;
@@ -153,18 +148,14 @@ class SqliteStore implements SqliteDedupStore {
       const now = Date.now();
       if (this.#has.get(group, id, now) !== undefined) return true;
       const found = new Set<string>();
-      this.#inBatches(group, [id], now, found);
+      this.#inBatches(group, lookup([id]), now, found);
       return found.size > 0;
     });
   }
 
-  /** Adds to `found` the ids marked in batch rows whose range overlaps the ids'. */
-  #inBatches(group: string, ids: readonly string[], now: number, found: Set<string>): void {
-    if (ids.length === 0) return;
-    const [low, high] = rangeOf(ids);
-    const rows = this.#batchesIn.all(group, low, high, now) as unknown as [string][];
-    if (rows.length === 0) return;
-    const wanted = new Set(ids);
+  /** Adds to `found` the ids marked in batch rows whose range overlaps [low, high]. */
+  #inBatches(group: string, wanted: Lookup, now: number, found: Set<string>): void {
+    const rows = this.#batchesIn.all(group, wanted.low, wanted.high, now) as unknown as [string][];
     for (const [list] of rows) for (const id of list.split('\n')) if (wanted.has(id)) found.add(id);
   }
 
@@ -172,17 +163,17 @@ class SqliteStore implements SqliteDedupStore {
     this.#check();
     const found = new Set<string>();
     const now = Date.now();
+    if (ids.length === 0) return found;
+    const wanted = lookup(ids);
     read(`${this.description}: has`, () => {
-      this.#inBatches(group, ids, now, found);
+      this.#inBatches(group, wanted, now, found);
       // Event ids are time-ordered (UUIDv7), so a batch's ids span a narrow range that usually holds
       // no mark at all: one range probe answers for the whole batch. A range holding more marks than
       // that (random ids, a replay) is answered id by id.
       if (ids.length > 16) {
-        const [low, high] = rangeOf(ids);
         const limit = ids.length * 2;
-        const rows = this.#hasRange.all(group, low, high, now, limit) as unknown as [string][];
+        const rows = this.#hasRange.all(group, wanted.low, wanted.high, now, limit) as unknown as [string][];
         if (rows.length < limit) {
-          const wanted = new Set(ids);
           for (const [id] of rows) if (wanted.has(id)) found.add(id);
           return;
         }
@@ -194,12 +185,11 @@ class SqliteStore implements SqliteDedupStore {
     return found;
   }
 
-  mark(group: string, id: string, ttlMs: number): Promise<void> {
+  async mark(group: string, id: string, ttlMs: number): Promise<void> {
     this.#check();
-    const done = Promise.withResolvers<void>();
-    if (this.#pending.length === 0) queueMicrotask(() => this.#flush());
-    this.#pending.push({ group, id, expiresAt: Date.now() + ttlMs, done });
-    return done.promise;
+    await this.#write('mark', (now) => {
+      this.#mark.run(group, id, now + ttlMs, now);
+    });
   }
 
   async markMany(group: string, ids: readonly string[], ttlMs: number): Promise<void> {
@@ -212,22 +202,6 @@ class SqliteStore implements SqliteDedupStore {
     });
   }
 
-  /** Writes every pending mark in one transaction and settles their promises. */
-  #flush(): void {
-    const batch = this.#pending;
-    this.#pending = [];
-    this.#write('mark', (now) => {
-      for (const m of batch) this.#mark.run(m.group, m.id, m.expiresAt, now);
-    }).then(
-      () => {
-        for (const m of batch) m.done.resolve();
-      },
-      (err: unknown) => {
-        for (const m of batch) m.done.reject(err);
-      },
-    );
-  }
-
   /**
    * Runs `fn` in a write transaction (BEGIN IMMEDIATE … COMMIT) once the previous one finished; on
    * an error it rolls back and rethrows. While another process holds the write lock it retries with
@@ -235,31 +209,22 @@ class SqliteStore implements SqliteDedupStore {
    */
   #write<T>(what: string, fn: (now: number) => T | Promise<T>): Promise<Awaited<T>> {
     const where = `${this.description}: ${what}`;
-    const run = async (): Promise<Awaited<T>> => {
-      const deadline = Date.now() + this.#lockTimeoutMs;
-      for (let attempt = 0; ; attempt++) {
+    const run = (): Promise<Awaited<T>> =>
+      beginImmediate(this.db, { lockTimeoutMs: this.#lockTimeoutMs, what: where }, async () => {
         try {
-          this.db.exec('BEGIN IMMEDIATE');
-          break;
+          const result = await fn(Date.now());
+          this.db.exec('COMMIT');
+          return result;
         } catch (err) {
-          if (!isBusy(err) || Date.now() >= deadline) throw wrapSqliteError(err, where);
-          await sleep(Math.min(2 ** attempt, 50));
+          try {
+            if (this.db.isTransaction) this.db.exec('ROLLBACK');
+          } catch {
+            // the connection is unusable; the original error says why
+          }
+          // The function's own errors go back as they are; SQLite's are wrapped.
+          throw sqliteCode(err) === undefined ? err : wrapSqliteError(err, where);
         }
-      }
-      try {
-        const result = await fn(Date.now());
-        this.db.exec('COMMIT');
-        return result;
-      } catch (err) {
-        try {
-          if (this.db.isTransaction) this.db.exec('ROLLBACK');
-        } catch {
-          // the connection is unusable; the original error says why
-        }
-        // The function's own errors go back as they are; SQLite's are wrapped.
-        throw sqliteCode(err) === undefined ? err : wrapSqliteError(err, where);
-      }
-    };
+      });
     const next = this.#writes.then(run, run);
     this.#writes = next.catch(() => {});
     return next;
@@ -274,7 +239,7 @@ class SqliteStore implements SqliteDedupStore {
     this.#check();
     return this.#write(`processOnce ${id}`, async (now) => {
       const batched = new Set<string>();
-      this.#inBatches(group, [id], now, batched);
+      this.#inBatches(group, lookup([id]), now, batched);
       if (batched.size > 0 || this.#mark.run(group, id, now + ttlMs, now).changes === 0) {
         return { duplicate: true };
       }
@@ -301,7 +266,17 @@ class SqliteStore implements SqliteDedupStore {
   }
 }
 
-/** The smallest and the largest of some ids (they are compared as text, as SQLite does). */
+/** Ids looked up together, with the smallest and the largest (compared as text, as SQLite does). */
+interface Lookup extends Set<string> {
+  low: string;
+  high: string;
+}
+
+function lookup(ids: readonly string[]): Lookup {
+  const [low, high] = rangeOf(ids);
+  return Object.assign(new Set(ids), { low, high });
+}
+
 function rangeOf(ids: readonly string[]): [string, string] {
   let low = ids[0]!;
   let high = low;

@@ -26,7 +26,7 @@ import { type EventlineError, fail, isEventlineError } from '../errors.ts';
 import { decodeMessage } from '../message.ts';
 import { partitionForKey } from '../partitioner.ts';
 import { MAX_TOPIC_NAME_LENGTH, type Topic, validateTopicName } from '../topic.ts';
-import { CodecBinder, prepareDecode } from './codecs.ts';
+import { prepareDecode } from './codecs.ts';
 import {
   type DeadLetter,
   deadLetterTopic,
@@ -232,10 +232,7 @@ export async function readDeadLetters<T extends TopicInput = string>(
   const dlqTopic = dlqTopicOf(source);
   const book = await ReplayBook.open(bus, dlqTopic);
   const declared = source.topic !== undefined && typeof source.topic !== 'string' ? source.topic : undefined;
-  const codecs =
-    declared === undefined
-      ? undefined
-      : new CodecBinder(() => bus.registry()).of(declared as Topic<unknown, unknown>);
+  const codecs = declared === undefined ? undefined : bus.codecsOf(declared as Topic<unknown, unknown>);
   const out: ListedDeadLetter<ValueOf<T>, KeyOf<T>>[] = [];
   for (const p of book.partitions) {
     const from = options.includeReplayed ? p.start : p.committed;

@@ -230,7 +230,7 @@ class BoundAvro<T> implements BoundCodec<T> {
   }
 
   prepareDecode(bytes: Buffer): Promise<void> | undefined {
-    if (bytes.length < HEADER_SIZE || bytes[0] !== 0) return undefined;
+    if (wireProblem(bytes) !== undefined) return undefined;
     const id = schemaIdOf(bytes);
     if (this.#writers.has(id)) return undefined;
     let pending = this.#resolving.get(id);
@@ -293,9 +293,9 @@ class BoundAvro<T> implements BoundCodec<T> {
   }
 
   decode(bytes: Buffer): T {
-    if (bytes.length < HEADER_SIZE || bytes[0] !== 0) {
-      throw poison(`the payload is not in the schema registry wire format: ${wireProblem(bytes)}`);
-    }
+    const problem = wireProblem(bytes);
+    if (problem !== undefined)
+      throw poison(`the payload is not in the schema registry wire format: ${problem}`);
     const id = schemaIdOf(bytes);
     // Consecutive records nearly always share a schema: skip the map for them.
     const writer = id === this.#lastId ? this.#lastWriter : this.#writers.get(id);

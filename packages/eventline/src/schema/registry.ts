@@ -630,7 +630,12 @@ class KafkaStoreRegistry implements BuiltInRegistry {
         const parsed = JSON.parse(key.toString('utf8')) as { subject: string; version: number };
         const entry = this.#subjects.get(parsed.subject)?.get(parsed.version);
         const schema = entry === undefined ? undefined : this.#byId.get(entry.id);
-        repairs.push(record(key.toString('utf8'), entry && schema ? schemaValue(entry, schema) : null));
+        // Only a slot someone else won needs its winner written again (compaction keeps the last
+        // record of a key). A lost record for a free slot lost on its id and loses again on any
+        // replay; a tombstone there could delete a record another writer put in the slot since.
+        if (entry !== undefined && schema !== undefined) {
+          repairs.push(record(key.toString('utf8'), schemaValue(entry, schema)));
+        }
       }
       if (repairs.length > 0) await this.#append(repairs);
     }

@@ -255,10 +255,13 @@ export async function startRegistryServer(
     });
     const out: Record<string, unknown>[] = [];
     for (const subject of subjects) {
-      const versions = flag(q, 'latestOnly')
-        ? [(await registry.getVersion(subject, 'latest', { deleted })).version]
-        : await registry.versions(subject, { deleted });
-      for (const v of versions) out.push(versionBody(await registry.getVersion(subject, v, { deleted })));
+      if (flag(q, 'latestOnly')) {
+        out.push(versionBody(await registry.getVersion(subject, 'latest', { deleted })));
+        continue;
+      }
+      for (const v of await registry.versions(subject, { deleted })) {
+        out.push(versionBody(await registry.getVersion(subject, v, { deleted })));
+      }
     }
     return out;
   });

@@ -14,6 +14,9 @@ let poolAt = POOL_SIZE;
 
 let lastMs = -1;
 let counter = 0;
+/** The 48-bit timestamp of `stampMs`, big-endian: recomputed only when the millisecond moves. */
+const stamp = new Uint8Array(6);
+let stampMs = -1;
 
 /**
  * Writes `count` UUIDs of version 7 (RFC 9562: 48 bits of Unix milliseconds, a 12-bit counter,
@@ -42,11 +45,15 @@ export function writeUuids(target: Buffer, offset: number, count: number): void 
       lastMs++;
       counter = 0;
     }
-    let ms = lastMs;
-    for (let b = 5; b >= 0; b--) {
-      random[r + b] = ms % 256;
-      ms = Math.floor(ms / 256);
+    if (stampMs !== lastMs) {
+      stampMs = lastMs;
+      let ms = lastMs;
+      for (let b = 5; b >= 0; b--) {
+        stamp[b] = ms % 256;
+        ms = Math.floor(ms / 256);
+      }
     }
+    random.set(stamp, r);
     random[r + 6] = 0x70 | (counter >> 8);
     random[r + 7] = counter & 0xff;
     random[r + 8] = (random[r + 8]! & 0x3f) | 0x80;

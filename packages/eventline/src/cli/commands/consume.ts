@@ -1,34 +1,40 @@
 import type { Message } from '../../message.ts';
 import { avro } from '../../schema/avro.ts';
-import { httpRegistry } from '../../schema/http-registry.ts';
 import type { SchemaRegistry } from '../../schema/types.ts';
 import { type Command, intOption } from '../main.ts';
 import { type Output, renderBytes, UsageError } from '../output.ts';
+import { registryOf } from './schemas.ts';
 
-/** Decodes Avro values in the wire format to JSON text, with the schema each was written with. */
-type ValueDecoder = (raw: Buffer) => Promise<string>;
+/** Decodes an Avro value in the wire format, with the schema it was written with, into JSON data. */
+type ValueDecoder = (raw: Buffer) => Promise<unknown>;
 
 function avroDecoder(topic: string, registry: () => Promise<SchemaRegistry>): ValueDecoder {
   const codec = avro().bind({ topic, part: 'value', registry });
   return async (raw) => {
     await codec.prepareDecode?.(raw);
-    return JSON.stringify(codec.decode(raw), (_k, v: unknown) => {
-      if (typeof v === 'bigint') return v.toString();
-      if (typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'Buffer') {
-        return Buffer.from((v as { data: number[] }).data).toString('base64');
-      }
-      return v;
-    });
+    return jsonSafe(codec.decode(raw));
   };
+}
+
+/** Avro values as JSON can carry them: bigints as decimal text, bytes as base64, dates as ISO text. */
+function jsonSafe(v: unknown): unknown {
+  if (typeof v === 'bigint') return v.toString();
+  if (Buffer.isBuffer(v)) return v.toString('base64');
+  if (v instanceof Date) return v.toISOString();
+  if (Array.isArray(v)) return v.map(jsonSafe);
+  if (typeof v === 'object' && v !== null) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, jsonSafe(x)]));
+  }
+  return v;
 }
 
 async function print(out: Output, m: Message<Buffer, string>, decode?: ValueDecoder): Promise<void> {
   let value = renderBytes(m.rawValue);
-  let decoded: string | undefined;
+  let decoded: { data: unknown } | undefined;
   if (decode !== undefined && m.rawValue !== null) {
     try {
-      decoded = await decode(m.rawValue);
-      value = { text: decoded, encoding: 'utf8' };
+      decoded = { data: await decode(m.rawValue) };
+      value = { text: JSON.stringify(decoded.data), encoding: 'utf8' };
     } catch (err) {
       out.note(`${m.topic}/${m.partition}@${m.offset}: ${(err as Error).message}; printed as bytes`);
     }
@@ -42,7 +48,7 @@ async function print(out: Output, m: Message<Buffer, string>, decode?: ValueDeco
       offset: m.offset,
       timestamp: new Date(m.timestamp).toISOString(),
       key: m.key,
-      value: decoded === undefined ? value.text : JSON.parse(decoded),
+      value: decoded === undefined ? value.text : decoded.data,
       ...(decoded !== undefined ? { valueFormat: 'avro' } : {}),
       ...(value.encoding === 'base64' ? { valueEncoding: 'base64' } : {}),
       headers,
@@ -83,11 +89,9 @@ export const commands: Command[] = [
       if (format !== undefined && format !== 'avro' && format !== 'raw') {
         throw new UsageError(`--value-format must be avro or raw, got ${JSON.stringify(format)}`);
       }
-      const registryUrl = (values.registry as string | undefined) ?? process.env.EVENTLINE_REGISTRY_URL;
-      const external =
-        registryUrl !== undefined && registryUrl !== '' ? httpRegistry(registryUrl) : undefined;
+      let registry: Promise<SchemaRegistry> | undefined;
       const decode =
-        format === 'avro' ? avroDecoder(topic, async () => external ?? client.registry()) : undefined;
+        format === 'avro' ? avroDecoder(topic, () => (registry ??= registryOf({ values, bus }))) : undefined;
       // Validate the topic up front: a clear error beats waiting on nothing.
       await client.admin.describeTopic(topic);
       const stop = new AbortController();

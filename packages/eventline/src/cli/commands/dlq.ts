@@ -25,10 +25,6 @@ const FILTER_OPTIONS = {
   parking: { type: 'boolean' },
 } as const;
 
-/** The filter options in full, for `--help` once main.ts prints a command's details (docs/cli.md has them). */
-export const FILTERS_HELP =
-  'FILTERS: --error-code CODE (repeatable), --match TEXT|/REGEX/, --key K, --partition P, --offsets FROM..TO, --since ISO|DURATION, --until ISO|DURATION, --limit N, --parking (the parking lot)';
-
 /** `GROUP TOPIC`, or the name of a dead-letter topic as `dlq list` prints it. */
 function sourceOf(positionals: string[], values: Values): DeadLetterSource<string> {
   const [first, second] = positionals as [string, string | undefined];

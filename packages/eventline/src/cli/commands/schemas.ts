@@ -17,8 +17,11 @@ import { table, UsageError } from '../output.ts';
 
 const REGISTRY_OPTION = { registry: { type: 'string' } } as const;
 
-/** `--registry URL`, else EVENTLINE_REGISTRY_URL, else the built-in registry on the engine. */
-async function registryOf(ctx: CommandContext): Promise<SchemaRegistry> {
+/**
+ * `--registry URL`, else EVENTLINE_REGISTRY_URL, else the built-in registry on the engine. Read
+ * here rather than through the connection so that an external registry needs no engine at all.
+ */
+export async function registryOf(ctx: Pick<CommandContext, 'values' | 'bus'>): Promise<SchemaRegistry> {
   const url = (ctx.values.registry as string | undefined) ?? process.env.EVENTLINE_REGISTRY_URL;
   if (url !== undefined && url !== '') return httpRegistry(url);
   return (await ctx.bus()).registry();
@@ -204,12 +207,12 @@ export const commands: Command[] = [
         throw new UsageError('give schema files or --subject');
       }
       const schemas: { schema: unknown }[] = ctx.positionals.map((file) => ({
-        schema: JSON.parse(readSchema(file).schema),
+        schema: readSchema(file).schema,
       }));
       if (subjects.length > 0) {
         const registry = await registryOf(ctx);
         for (const s of subjects) {
-          schemas.push({ schema: JSON.parse((await registry.getVersion(s, 'latest')).schema) });
+          schemas.push({ schema: (await registry.getVersion(s, 'latest')).schema });
         }
       }
       const source = generateTypes(schemas, {

@@ -271,12 +271,7 @@ export class EmbeddedGroups {
       this.#db
         .prepare('INSERT INTO el_groups (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING')
         .run(group, now);
-      const upsert = this.#db.prepare(
-        `INSERT INTO el_offsets (grp, topic, partition, next_offset, committed_at, metadata) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset,
-           committed_at = excluded.committed_at, metadata = excluded.metadata`,
-      );
-      for (const o of offsets) upsert.run(group, o.topic, o.partition, o.offset, now, o.metadata ?? null);
+      upsertOffsets(this.#db, group, offsets, now);
     });
   }
 }
@@ -567,13 +562,7 @@ class EmbeddedGroupMember implements GroupMember {
           );
         }
       }
-      const upsert = db.prepare(
-        `INSERT INTO el_offsets (grp, topic, partition, next_offset, committed_at, metadata) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset,
-           committed_at = excluded.committed_at, metadata = excluded.metadata`,
-      );
-      const now = Date.now();
-      for (const o of offsets) upsert.run(group, o.topic, o.partition, o.offset, now, o.metadata ?? null);
+      upsertOffsets(db, group, offsets, Date.now());
     });
   }
 
@@ -616,4 +605,19 @@ class EmbeddedGroupMember implements GroupMember {
     this.#owned.clear();
     this.#groups.notifier.wakeLocal();
   }
+}
+
+/** Writes committed offsets (with their metadata) of a group; a reset and a member's commit alike. */
+function upsertOffsets(
+  db: DatabaseSync,
+  group: string,
+  offsets: readonly CommittedOffset[],
+  now: number,
+): void {
+  const upsert = db.prepare(
+    `INSERT INTO el_offsets (grp, topic, partition, next_offset, committed_at, metadata) VALUES (?, ?, ?, ?, ?, ?)
+     ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset,
+       committed_at = excluded.committed_at, metadata = excluded.metadata`,
+  );
+  for (const o of offsets) upsert.run(group, o.topic, o.partition, o.offset, now, o.metadata ?? null);
 }

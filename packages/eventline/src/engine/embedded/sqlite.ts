@@ -72,6 +72,11 @@ export interface OpenOptions {
    * thread, so on the main thread this is 0 and `writeTransaction` waits asynchronously instead.
    */
   busyTimeoutMs?: number;
+  /**
+   * WAL pages after which a commit checkpoints. Default 0: the engine's checkpoints run in its
+   * maintenance worker, never inside a publish. Connections without such a worker set one.
+   */
+  autocheckpoint?: number;
 }
 
 /**
@@ -109,8 +114,7 @@ export function openDatabase(path: string, options: OpenOptions): DatabaseSync {
       }
     }
     db.exec(`PRAGMA synchronous = ${options.synchronous}`);
-    // Checkpoints run in the maintenance worker, never inside a publish.
-    db.exec('PRAGMA wal_autocheckpoint = 0');
+    db.exec(`PRAGMA wal_autocheckpoint = ${options.autocheckpoint ?? 0}`);
     db.exec('PRAGMA journal_size_limit = 67108864');
     db.exec('PRAGMA cache_size = -32768');
     db.exec('PRAGMA temp_store = MEMORY');
@@ -138,22 +142,31 @@ export interface TransactionOptions {
  * EVENTLINE_ERR_ENGINE_BUSY. On any error the transaction is rolled back, so nothing half-written is
  * ever visible.
  */
-export async function writeTransaction<T>(
+export function writeTransaction<T>(db: DatabaseSync, options: TransactionOptions, fn: () => T): Promise<T> {
+  return beginImmediate(db, options, () => finishTransaction(db, options.what, fn));
+}
+
+/**
+ * `BEGIN IMMEDIATE`, retried with short sleeps that yield the event loop while another connection
+ * holds the write lock, up to `lockTimeoutMs` (then EVENTLINE_ERR_ENGINE_BUSY); then `body` runs at
+ * once, with nothing else of this process in between.
+ */
+export async function beginImmediate<T>(
   db: DatabaseSync,
   options: TransactionOptions,
-  fn: () => T,
-): Promise<T> {
+  body: () => T,
+): Promise<Awaited<T>> {
   const deadline = Date.now() + options.lockTimeoutMs;
   for (let attempt = 0; ; attempt++) {
     try {
       db.exec('BEGIN IMMEDIATE');
-      break;
     } catch (err) {
       if (!isBusy(err) || Date.now() >= deadline) throw wrapSqliteError(err, options.what);
       await sleep(Math.min(2 ** attempt, 50));
+      continue;
     }
+    return (await body()) as Awaited<T>;
   }
-  return finishTransaction(db, options.what, fn);
 }
 
 /** The synchronous tail of a write transaction: run, commit, or roll back and wrap the error. */
