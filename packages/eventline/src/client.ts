@@ -15,6 +15,7 @@ import { DEFAULT_URL } from './engine/url.ts';
 import { refuse } from './engine/validate.ts';
 import { EventlineError, fail, isEventlineError } from './errors.ts';
 import { decodeMessage, type Message } from './message.ts';
+import { type GroupLag, groupLag } from './observability/lag.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { partitionForKey } from './partitioner.ts';
 import {
@@ -648,6 +649,11 @@ export class Admin {
 
   describeGroup(group: string): Promise<GroupDescription> {
     return this.#engine.describeGroup(group);
+  }
+
+  /** `describeGroup` plus how far behind the group is on each partition, in time (`lagMs`). */
+  groupLag(group: string): Promise<GroupLag> {
+    return groupLag(this.#engine, group);
   }
 
   /**

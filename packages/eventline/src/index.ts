@@ -56,6 +56,7 @@ export {
   isEventlineError,
 } from './errors.ts';
 export type { Message } from './message.ts';
+export type { GroupLag, PartitionLag } from './observability/lag.ts';
 export { createLogger, type Logger, type LogLevel, silentLogger } from './observability/logger.ts';
 export { murmur2, partitionForKey } from './partitioner.ts';
 export {
