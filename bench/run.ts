@@ -3,10 +3,12 @@
  * stdout (progress goes to stderr). Results are also written to bench/results/.
  *
  * Suites: embedded, schemas and delivery (the default), kafka (starts a local broker unless
- * KAFKA_BROKERS is set).
+ * KAFKA_BROKERS is set), catalogue (seed 000's matching service: validation from a view against
+ * its HTTP fallback).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { createProgress } from '../packages/eventline/src/cli/progress.ts';
 import type { Figure } from './lib.ts';
 
 const args = process.argv.slice(2);
@@ -16,6 +18,15 @@ const chosen = suites.length === 0 ? ['embedded', 'schemas', 'delivery'] : suite
 const results: Record<string, Figure[]> = {};
 const started = new Date();
 const cpu0 = process.cpuUsage();
+// One line on stderr as each suite ends, between the suites' own notes.
+const progress = createProgress({
+  label: 'bench',
+  unit: 'suites',
+  total: chosen.length,
+  everyStep: true,
+  rate: false,
+});
+let suitesDone = 0;
 
 for (const suite of chosen) {
   if (suite === 'embedded') {
@@ -30,11 +41,24 @@ for (const suite of chosen) {
   } else if (suite === 'kafka') {
     const { runKafka } = await import('./kafka.ts');
     results.kafka = await runKafka({ quick });
+  } else if (suite === 'catalogue') {
+    const { runCatalogue } = await import('./catalogue.ts');
+    results.catalogue = await runCatalogue({ quick });
   } else {
-    process.stderr.write(`unknown benchmark suite: ${suite} (known: embedded, schemas, delivery, kafka)\n`);
+    process.stderr.write(
+      `unknown benchmark suite: ${suite} (known: embedded, schemas, delivery, kafka, catalogue)\n`,
+    );
     process.exit(2);
   }
+  const figures = results[suite] ?? [];
+  const missed = figures.filter((f) => f.met === false).map((f) => f.name);
+  progress.update(
+    ++suitesDone,
+    chosen.length,
+    `${suite} done: ${figures.length} figures${missed.length > 0 ? `, targets missed: ${missed.join(', ')}` : ', every target met'}`,
+  );
 }
+progress.finish();
 
 const cpu = process.cpuUsage(cpu0);
 const report = {

@@ -4,6 +4,7 @@ import { openEngine } from './engine/index.ts';
 import type { KafkaEngineOptions } from './engine/kafka/engine.ts';
 import type {
   AppendRecord,
+  AppendResult,
   CommittedOffset,
   Engine,
   GroupDescription,
@@ -11,13 +12,29 @@ import type {
   PartitionOffsets,
   TopicDescription,
 } from './engine/types.ts';
-import { DEFAULT_URL } from './engine/url.ts';
+import { DEFAULT_URL, redactUrl } from './engine/url.ts';
 import { refuse } from './engine/validate.ts';
 import { EventlineError, fail, isEventlineError } from './errors.ts';
 import { decodeMessage, type Message } from './message.ts';
-import { type GroupLag, groupLag } from './observability/lag.ts';
+import {
+  type HealthCheck,
+  HealthMonitor,
+  type HealthOptions,
+  type HealthReport,
+} from './observability/health.ts';
+import { type GroupLag, groupLag, lagSamples } from './observability/lag.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
+import {
+  type CounterChild,
+  EventlineMetrics,
+  type HistogramChild,
+  type LagSample,
+  type MetricsOptions,
+  type ViewSample,
+} from './observability/metrics.ts';
+import { traceHeaders, tracePublish } from './observability/tracing.ts';
 import { partitionForKey } from './partitioner.ts';
+import type { Outbox } from './patterns/outbox.ts';
 import {
   createRequester,
   type Requester,
@@ -67,6 +84,11 @@ export interface ConnectOptions {
    * stored in the `_schemas` topic of the connected engine, opened on first use.
    */
   registry?: SchemaRegistry | RegistryOptions;
+  /**
+   * Prometheus metrics (docs/operations.md): an `EventlineMetrics` shared with other clients, or
+   * options for this client's own (`{ registry }` registers them in a prom-client registry of yours).
+   */
+  metrics?: EventlineMetrics | MetricsOptions;
 }
 
 /** An external Confluent-compatible schema registry (Confluent, Karapace, Apicurio, `eventline registry`). */
@@ -141,6 +163,11 @@ export interface TopicPlan {
   /** `create`: missing; `alter`: settings differ and can be applied; `drift`: differences that will not be touched. */
   action: TopicAction;
   differences: TopicDifference[];
+  /**
+   * Declared settings this engine keeps but does not use, said plainly: on an engine without
+   * replication (the embedded one), `replicationFactor` and `minInsyncReplicas` are not compared.
+   */
+  notes?: string[];
   /** Set by `ensureTopics` once applied. */
   applied?: boolean;
 }
@@ -162,6 +189,8 @@ export interface ResetOffsetsOptions {
   to: ResetTarget;
   /** Compute and return the new offsets without writing them. */
   dryRun?: boolean;
+  /** Called as each partition's new offset is found (`done` of `total`), for progress reports. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export type ReadFrom = 'earliest' | 'latest' | { offset: number } | { timestamp: number | Date };
@@ -186,6 +215,13 @@ export class Eventline {
   readonly #codecs: CodecBinder;
   #requester: Requester | undefined;
   readonly #views = new Set<View<unknown, unknown>>();
+  readonly #outboxes = new Set<Outbox>();
+  readonly #responders = new WeakSet<Subscription>();
+  #health: HealthMonitor | undefined;
+  /** Prometheus metrics of this client: `metricsHandler(bus)` serves them. */
+  readonly metrics: EventlineMetrics;
+  readonly #dropMetrics: () => void;
+  readonly #publishMetrics = new Map<string, PublishInstruments>();
 
   constructor(engine: Engine, options: ConnectOptions = {}) {
     this.#engine = engine;
@@ -196,6 +232,43 @@ export class Eventline {
     this.#codecs = new CodecBinder(() => this.registry());
     this.admin = new Admin(engine);
     this.reader = new Reader(engine, this.#codecs);
+    this.metrics =
+      options.metrics instanceof EventlineMetrics ? options.metrics : new EventlineMetrics(options.metrics);
+    this.#dropMetrics = this.metrics.addSource({
+      lag: () => this.#lagSamples(),
+      views: () => [...this.#views].filter((v) => v.state().status !== 'closed').map(viewSample),
+    });
+  }
+
+  /** Lag of every group a subscription of this client consumes in. */
+  #lagSamples(): Promise<LagSample[]> {
+    return lagSamples(this.#engine, new Set([...this.#subscriptions].map((s) => s.group)), (err, group) =>
+      this.logger.debug({ err, group }, 'metrics: consumer lag not read'),
+    );
+  }
+
+  /**
+   * Adds the lag of other consumer groups to this client's metrics: those named, or every group
+   * of the engine (what `eventline metrics` serves). Returns a function that stops it.
+   */
+  watchLag(groups?: readonly string[]): () => void {
+    this.#check();
+    return this.metrics.addSource({
+      lag: async () => lagSamples(this.#engine, groups ?? (await this.#engine.listGroups())),
+    });
+  }
+
+  #publishInstruments(topic: string): PublishInstruments {
+    let m = this.#publishMetrics.get(topic);
+    if (m === undefined) {
+      m = {
+        success: this.metrics.published.child(topic, 'success'),
+        failure: this.metrics.published.child(topic, 'failure'),
+        duration: this.metrics.publishDuration.child(topic),
+      };
+      this.#publishMetrics.set(topic, m);
+    }
+    return m;
   }
 
   /**
@@ -211,9 +284,12 @@ export class Eventline {
           ? openRegistry(this.#engine)
           : Promise.resolve('register' in option ? option : httpRegistry(option.url, option));
       // A failed open is not remembered: the next use tries again.
-      opening.catch(() => {
-        if (this.#registry === opening) this.#registry = undefined;
-      });
+      opening.then(
+        (r) => this.logger.info({ registry: r.description }, 'schema registry ready'),
+        () => {
+          if (this.#registry === opening) this.#registry = undefined;
+        },
+      );
       this.#registry = opening;
       return opening;
     }
@@ -308,12 +384,27 @@ export class Eventline {
    * EVENTLINE_ERR_UNKNOWN_PARTITION, EVENTLINE_ERR_MESSAGE_TOO_LARGE, EVENTLINE_ERR_INVALID_RECORD,
    * EVENTLINE_ERR_ENGINE_BUSY; in every case nothing of the batch is stored.
    */
-  async publishBatch<V, K>(
+  publishBatch<V, K>(
     topic: Topic<V, K>,
     items: readonly BatchItem<NoInfer<V>, NoInfer<K>>[],
     options: PublishBatchOptions = {},
   ): Promise<PublishResult[]> {
-    const records = await this.encodeBatch(topic, items);
+    const count = Array.isArray(items) ? items.length : 0;
+    return tracePublish(this.#engine, topic.name, count, () => this.#publishBatch(topic, items, options));
+  }
+
+  async #publishBatch<V, K>(
+    topic: Topic<V, K>,
+    items: readonly BatchItem<V, K>[],
+    options: PublishBatchOptions,
+  ): Promise<PublishResult[]> {
+    let records: EncodedRecord[];
+    try {
+      records = await this.encodeBatch(topic, items);
+    } catch (err) {
+      if (Array.isArray(items)) this.#publishInstruments(topic.name).failure.inc(items.length);
+      throw err;
+    }
     return records.length === 0 ? [] : this.appendEncoded(topic.name, records, options);
   }
 
@@ -343,6 +434,7 @@ export class Eventline {
     const idBytes = Buffer.allocUnsafe(36 * n);
     writeUuids(idBytes, 0, n);
     const defaults = this.#constantHeaders(topic, topic.type);
+    const traced = traceHeaders();
     for (let i = 0; i < n; i++) {
       const item = items[i]!;
       const timestamp =
@@ -371,6 +463,7 @@ export class Eventline {
       headers[0] = ['ce_id', idBytes.subarray(i * 36, i * 36 + 36)];
       for (let h = 0; h < constant.length; h++) headers[h + 1] = constant[h]!;
       headers[constant.length + 1] = ['ce_time', this.#lastTime.iso];
+      if (traced !== undefined) headers.push(...traced);
       records[i] = {
         id,
         partition,
@@ -401,7 +494,17 @@ export class Eventline {
         r.partition >= 0 ? r : { ...r, partition: this.#partitionFor(topic, r.key, count) },
       );
     }
-    const results = await this.#engine.append(topic, [...ready], options);
+    const m = this.#publishInstruments(topic);
+    const started = performance.now();
+    let results: AppendResult[];
+    try {
+      results = await this.#engine.append(topic, [...ready], options);
+    } catch (err) {
+      m.failure.inc(records.length);
+      throw err;
+    }
+    m.duration.observe((performance.now() - started) / 1000);
+    m.success.inc(records.length);
     const out: PublishResult[] = new Array(records.length);
     for (let i = 0; i < records.length; i++) {
       out[i] = {
@@ -481,7 +584,11 @@ export class Eventline {
         codecs: this.#codecs,
         clientId: this.clientId,
         logger: this.logger,
-        onStopped: (s) => this.#subscriptions.delete(s),
+        metrics: this.metrics,
+        // A failed subscription stays: health reports it until the client closes.
+        onStopped: (s) => {
+          if (s.state().status !== 'failed') this.#subscriptions.delete(s);
+        },
       },
       options,
     );
@@ -523,6 +630,49 @@ export class Eventline {
     return view;
   }
 
+  /**
+   * Liveness and readiness of this client's parts, for probes and dashboards: see
+   * docs/operations.md#health. Checks the client (open), the engine (answers a cheap call within
+   * `timeout`, the answer reused for `cacheFor`), every subscription and responder (a member of its
+   * group, reads not failing), every view from `view()` (caught up) and every outbox (its relay
+   * alive, its oldest unsent event younger than `outboxMaxAge`). `live` is false only once the
+   * client is closed: an engine outage makes it unready, never dead. Never rejects for an unhealthy
+   * part; throws EVENTLINE_ERR_INVALID_ARGUMENT for a bad option.
+   */
+  health(options?: HealthOptions): Promise<HealthReport> {
+    return this.#monitor().report(options);
+  }
+
+  /** The liveness check alone (is the client open), without I/O: what `/health/live` answers. */
+  liveness(): HealthCheck {
+    return this.#monitor().liveness();
+  }
+
+  #monitor(): HealthMonitor {
+    this.#health ??= new HealthMonitor({
+      engine: this.#engine,
+      closed: () => this.#closing !== undefined,
+      subscriptions: () => this.#subscriptions,
+      isResponder: (sub) => this.#responders.has(sub),
+      views: () => this.#views,
+      outboxes: () => this.#outboxes,
+    });
+    return this.#health;
+  }
+
+  /**
+   * For Eventline's own patterns: makes `health()` report on an outbox until the returned function
+   * is called (on its close), or names a subscription as a request/reply responder.
+   */
+  track(part: { outbox: Outbox } | { responder: Subscription }): () => void {
+    if ('outbox' in part) {
+      this.#outboxes.add(part.outbox);
+      return () => this.#outboxes.delete(part.outbox);
+    }
+    this.#responders.add(part.responder);
+    return () => this.#responders.delete(part.responder);
+  }
+
   /** Stops every subscription of this client (each finishes its in-flight work), then closes the engine. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
@@ -533,6 +683,8 @@ export class Eventline {
       this.#registry = undefined;
       if (registry !== undefined) await registry.then((r) => r.close()).catch(() => {});
       await this.#engine.close();
+      this.#dropMetrics();
+      this.logger.info({ engine: this.#engine.displayUrl }, 'connection closed');
     })();
     return this.#closing;
   }
@@ -584,6 +736,38 @@ function withUserHeaders(topic: string, defaults: Header[], input: HeadersInput)
   return [...defaults.filter(([name]) => !overridden.has(name)), ...user];
 }
 
+const REPLICATION_SETTINGS = new Set<keyof TopicConfig>(['replicationFactor', 'minInsyncReplicas']);
+
+/** What a plan says about replication settings declared for an engine that keeps one copy. */
+function unreplicatedNotes(config: TopicConfig): string[] {
+  const notes: string[] = [];
+  for (const setting of REPLICATION_SETTINGS) {
+    const value = config[setting];
+    if (value === null) continue;
+    notes.push(
+      `${setting} ${String(value)} is not meaningful on this engine (it keeps one copy); kept, not compared`,
+    );
+  }
+  return notes;
+}
+
+interface PublishInstruments {
+  success: CounterChild;
+  failure: CounterChild;
+  duration: HistogramChild;
+}
+
+function viewSample(v: View<unknown, unknown>): ViewSample {
+  const stats = v.stats();
+  return {
+    topic: v.topic,
+    entries: stats.size,
+    stalenessSeconds: stats.stalenessMs === undefined ? null : stats.stalenessMs / 1000,
+    ready: stats.ready,
+    fallbackUses: stats.fallbackUses,
+  };
+}
+
 /** Topic and group management. */
 export class Admin {
   readonly #engine: Engine;
@@ -620,25 +804,31 @@ export class Admin {
     await this.#engine.deleteTopics([name]);
   }
 
-  /** Compares declared topics with the engine, without changing anything. */
+  /**
+   * Compares declared topics with the engine, without changing anything. On an engine without
+   * replication, replication settings are not compared and the plan's `notes` say so.
+   */
   async plan(topics: readonly { name: string; config: TopicConfig }[]): Promise<TopicPlan[]> {
     const plans: TopicPlan[] = [];
+    const replicated = this.#engine.capabilities.replication;
     for (const t of topics) {
+      const notes = replicated ? [] : unreplicatedNotes(t.config);
+      const withNotes = notes.length > 0 ? { notes } : {};
       let actual: TopicDescription;
       try {
         [actual] = (await this.#engine.describeTopics([t.name])) as [TopicDescription];
       } catch (err) {
         if (!isEventlineError(err, 'EVENTLINE_ERR_UNKNOWN_TOPIC')) throw err;
-        plans.push({ topic: t.name, action: 'create', differences: [] });
+        plans.push({ topic: t.name, action: 'create', differences: [], ...withNotes });
         continue;
       }
       const differences = diffTopicConfig(t.config, {
         ...actual.config,
         partitions: actual.partitions.length,
-      });
+      }).filter((d) => replicated || !REPLICATION_SETTINGS.has(d.setting));
       const action: TopicAction =
         differences.length === 0 ? 'unchanged' : differences.every((d) => d.applicable) ? 'alter' : 'drift';
-      plans.push({ topic: t.name, action, differences });
+      plans.push({ topic: t.name, action, differences, ...withNotes });
     }
     return plans;
   }
@@ -674,6 +864,7 @@ export class Admin {
         partition,
         offset: await this.#resolve(options.topic, bounds, options.to),
       });
+      options.onProgress?.(offsets.length, chosen.length);
     }
     if (!options.dryRun) await this.#engine.setGroupOffsets(group, offsets);
     return offsets;
@@ -812,11 +1003,19 @@ function registryFromEnv(): RegistryOptions | undefined {
  * Throws EVENTLINE_ERR_INVALID_URL, EVENTLINE_ERR_DATABASE_CORRUPT, EVENTLINE_ERR_ENGINE_UNAVAILABLE.
  */
 export async function connect(url?: string, options: ConnectOptions = {}): Promise<Eventline> {
-  const engine = await openEngine(url ?? process.env.EVENTLINE_URL ?? DEFAULT_URL, {
+  const logger = options.logger ?? createLogger();
+  const target = url ?? process.env.EVENTLINE_URL ?? DEFAULT_URL;
+  logger.debug({ url: redactUrl(target) }, 'connecting');
+  const engine = await openEngine(target, {
     ...(options.embedded ? { embedded: options.embedded } : {}),
     kafka: { clientId: options.clientId ?? 'eventline', ...options.kafka },
+  }).catch((err: unknown) => {
+    logger.debug({ url: redactUrl(target), err }, 'connect failed');
+    throw err;
   });
-  return new Eventline(engine, options);
+  const bus = new Eventline(engine, { ...options, logger });
+  logger.info({ engine: engine.displayUrl, kind: engine.kind, clientId: bus.clientId }, 'connected');
+  return bus;
 }
 
 export type { Message };

@@ -56,8 +56,33 @@ export {
   isEventlineError,
 } from './errors.ts';
 export type { Message } from './message.ts';
+export {
+  type HealthCheck,
+  type HealthCheckKind,
+  type HealthHandlerOptions,
+  type HealthOptions,
+  type HealthReport,
+  type HealthStatus,
+  type HealthTarget,
+  healthHandler,
+} from './observability/health.ts';
 export type { GroupLag, PartitionLag } from './observability/lag.ts';
-export { createLogger, type Logger, type LogLevel, silentLogger } from './observability/logger.ts';
+export {
+  createLogger,
+  type Logger,
+  type LoggerOptions,
+  type LogLevel,
+  silentLogger,
+} from './observability/logger.ts';
+export {
+  EventlineMetrics,
+  type LagSample,
+  type MetricsOptions,
+  type MetricsSource,
+  metricsHandler,
+  type OutboxSample,
+  type ViewSample,
+} from './observability/metrics.ts';
 export { murmur2, partitionForKey } from './partitioner.ts';
 export {
   createOutbox,
@@ -66,6 +91,8 @@ export {
   type OutboxEntry,
   type OutboxErrorInfo,
   type OutboxOptions,
+  type OutboxRelayState,
+  type OutboxRelayStatus,
   type OutboxTransaction,
   type PostgresDatabase,
   type PostgresOutboxTransaction,
@@ -92,7 +119,9 @@ export {
   type ViewOptions,
   type ViewPersistOptions,
   type ViewReadyOptions,
+  type ViewState,
   type ViewStats,
+  type ViewStatus,
 } from './patterns/view.ts';
 export {
   type DeadLetter,
@@ -147,6 +176,8 @@ export type {
   SeekTarget,
   SubscribeOptions,
   Subscription,
+  SubscriptionState,
+  SubscriptionStatus,
   TopicInput,
 } from './runtime/subscription.ts';
 export {
@@ -191,6 +222,7 @@ export {
 } from './topic.ts';
 export {
   type Duration,
+  type FormatDurationOptions,
   formatDuration,
   formatSize,
   parseDuration,

@@ -5,6 +5,8 @@ import { type Duration, parseDuration, parseSize, type Size } from './util/units
 export type CleanupPolicy = 'delete' | 'compact';
 export type Compression = 'producer' | 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd';
 
+const COMPRESSIONS: readonly Compression[] = ['producer', 'none', 'gzip', 'snappy', 'lz4', 'zstd'];
+
 /** A topic's settings, normalised. `null` means "no limit" (Kafka's `-1`) or "the broker's default". */
 export interface TopicConfig {
   partitions: number;
@@ -134,7 +136,7 @@ function positiveInt(value: unknown, field: string, topic: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
     fail(
       'EVENTLINE_ERR_INVALID_TOPIC_CONFIG',
-      `topic ${topic}: ${field} must be a positive integer, got ${value}`,
+      `topic ${topic}: ${field} must be a positive integer, got ${JSON.stringify(value)}`,
       {
         details: { topic, setting: field },
       },
@@ -188,7 +190,8 @@ export function normalizeTopicConfig(name: string, options: TopicSettings = {}):
     if (typeof config.fsync !== 'boolean') {
       fail('EVENTLINE_ERR_INVALID_TOPIC_CONFIG', `topic ${name}: fsync must be true or false`);
     }
-    if (!(config.minCleanableDirtyRatio >= 0 && config.minCleanableDirtyRatio <= 1)) {
+    const ratio = config.minCleanableDirtyRatio;
+    if (typeof ratio !== 'number' || !(ratio >= 0 && ratio <= 1)) {
       fail(
         'EVENTLINE_ERR_INVALID_TOPIC_CONFIG',
         `topic ${name}: minCleanableDirtyRatio must be between 0 and 1`,
@@ -197,11 +200,14 @@ export function normalizeTopicConfig(name: string, options: TopicSettings = {}):
     if (config.cleanupPolicy !== 'delete' && config.cleanupPolicy !== 'compact') {
       fail(
         'EVENTLINE_ERR_INVALID_TOPIC_CONFIG',
-        `topic ${name}: cleanupPolicy must be 'delete' or 'compact'`,
+        `topic ${name}: cleanupPolicy must be 'delete' or 'compact', got ${JSON.stringify(config.cleanupPolicy)}`,
       );
     }
-    if (!['producer', 'none', 'gzip', 'snappy', 'lz4', 'zstd'].includes(config.compression)) {
-      fail('EVENTLINE_ERR_INVALID_TOPIC_CONFIG', `topic ${name}: unknown compression ${config.compression}`);
+    if (!COMPRESSIONS.includes(config.compression)) {
+      fail(
+        'EVENTLINE_ERR_INVALID_TOPIC_CONFIG',
+        `topic ${name}: unknown compression ${JSON.stringify(config.compression)}; use one of ${COMPRESSIONS.join(', ')}`,
+      );
     }
     if (config.maxMessageBytes < 64) {
       fail('EVENTLINE_ERR_INVALID_TOPIC_CONFIG', `topic ${name}: maxMessageBytes must be at least 64 bytes`);

@@ -32,21 +32,25 @@ const GLOBAL: Options = {
 };
 
 async function commands(): Promise<Command[]> {
-  const [topics, produce, consume, groups, schemas, dlq] = await Promise.all([
+  const [topics, produce, consume, groups, schemas, dlq, metrics, tail] = await Promise.all([
     import('./commands/topics.ts'),
     import('./commands/produce.ts'),
     import('./commands/consume.ts'),
     import('./commands/groups.ts'),
     import('./commands/schemas.ts'),
     import('./commands/dlq.ts'),
+    import('./commands/metrics.ts'),
+    import('./commands/tail.ts'),
   ]);
   return [
     ...topics.commands,
     ...produce.commands,
     ...consume.commands,
+    ...tail.commands,
     ...groups.commands,
     ...schemas.commands,
     ...dlq.commands,
+    ...metrics.commands,
   ];
 }
 
@@ -76,8 +80,14 @@ export async function main(argv: string[]): Promise<number> {
   let bus: Eventline | undefined;
   const abort = new AbortController();
   const onSignal = (): void => abort.abort();
+  // A reader that went away (`eventline tail … | head`) stops the command like Ctrl-C does.
+  const onStdoutError = (err: NodeJS.ErrnoException): void => {
+    if (err.code === 'EPIPE') abort.abort();
+    else throw err;
+  };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  process.stdout.on('error', onStdoutError);
   try {
     const all = await commands();
     const words = commandWords(argv, valueFlags(all));
@@ -141,6 +151,7 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    // The stdout listener stays: a closed pipe may report a failed write after main returns.
     await bus?.close().catch(() => {});
   }
 }

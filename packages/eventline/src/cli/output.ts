@@ -6,6 +6,11 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
+/** Input that cannot be used, such as a file that does not parse or declares something invalid: exit code 2. */
+export class BadInputError extends Error {
+  override name = 'BadInputError';
+}
+
 export interface Output {
   json: boolean;
   /** Writes one record: a JSON line with --json, else the human text. */
@@ -44,6 +49,7 @@ export function table(header: string[], rows: (string | number)[][]): string {
 export function describeError(err: unknown): { line: string; code: number } {
   if (err instanceof UsageError)
     return { line: `eventline: usage: ${err.message} (see: eventline help)`, code: 2 };
+  if (err instanceof BadInputError) return { line: `eventline: error: ${err.message}`, code: 2 };
   if (isEventlineError(err)) return { line: `eventline: error: ${err.message} [${err.code}]`, code: 1 };
   const e = err as { code?: string; message?: string };
   if (

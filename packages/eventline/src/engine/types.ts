@@ -50,6 +50,12 @@ export interface StoredRecord {
    * (the embedded engine decodes headers lazily). Callers fall back to `headers`.
    */
   headerText?(name: string): string | undefined;
+  /**
+   * Optional: copies the value of the first header of this name into `target` from `at` and
+   * returns its length; -1 when there is no such header, -2 when it does not fit (nothing copied).
+   * Lets a consumer gather one header of a whole batch without a string per record.
+   */
+  copyHeader?(name: string, target: Uint8Array, at: number): number;
 }
 
 export interface PartitionOffsets {

@@ -1,4 +1,5 @@
 import type { Engine, GroupDescription, GroupPartitionInfo } from '../engine/types.ts';
+import type { LagSample } from './metrics.ts';
 
 /** A group's position on one partition, with how far behind it is in records and in time. */
 export interface PartitionLag extends GroupPartitionInfo {
@@ -40,4 +41,27 @@ export async function groupLag(
     }),
   );
   return { ...d, partitions, at: now() };
+}
+
+/**
+ * Lag of each named group, as metric samples. A group that cannot be described (it vanished, the
+ * engine is away) is left out and told to `onError`.
+ */
+export async function lagSamples(
+  engine: Engine,
+  groups: Iterable<string>,
+  onError: (err: unknown, group: string) => void = () => {},
+): Promise<LagSample[]> {
+  const out: LagSample[] = [];
+  for (const group of groups) {
+    try {
+      const lag = await groupLag(engine, group);
+      for (const p of lag.partitions) {
+        out.push({ group, topic: p.topic, partition: p.partition, records: p.lag, seconds: p.lagMs / 1000 });
+      }
+    } catch (err) {
+      onError(err, group);
+    }
+  }
+  return out;
 }

@@ -1,3 +1,6 @@
+import { type DestinationStream, pino } from 'pino';
+import { fail } from '../errors.ts';
+
 /**
  * The logging interface Eventline writes to. It matches pino's calling convention
  * (`logger.warn({ topic }, 'message')`), so a pino logger can be passed as it is.
@@ -9,40 +12,127 @@ export interface Logger {
   error(obj: object, msg?: string): void;
 }
 
-const LEVELS = { debug: 20, info: 30, warn: 40, error: 50, silent: 100 } as const;
-export type LogLevel = keyof typeof LEVELS;
+const LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
+export type LogLevel = (typeof LEVELS)[number];
 
-function serialize(obj: object): object {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(obj)) {
-    if (v instanceof Error) {
-      out[k] = {
-        type: v.name,
-        message: v.message,
-        ...('code' in v ? { code: (v as { code: unknown }).code } : {}),
-      };
-    } else out[k] = v;
-  }
-  return out;
+/** Options of {@link createLogger}. */
+export interface LoggerOptions {
+  /** The lowest level written. Default: EVENTLINE_LOG_LEVEL, else `'warn'`. */
+  level?: LogLevel;
+  /** Where the JSON lines go (any pino destination, or an object with `write(line)`). Default: stderr. */
+  destination?: DestinationStream;
 }
 
 /**
- * The default logger: one JSON object per line on stderr, at `level` and above (default `warn`,
- * overridden by EVENTLINE_LOG_LEVEL).
+ * Fields whose values are secrets wherever they appear (up to four levels deep): SASL and
+ * registry passwords, HTTP `authorization` headers, tokens.
  */
-export function createLogger(
-  level: LogLevel = (process.env.EVENTLINE_LOG_LEVEL as LogLevel) ?? 'warn',
-): Logger {
-  const min = LEVELS[level] ?? LEVELS.warn;
-  const write =
-    (name: Exclude<LogLevel, 'silent'>) =>
-    (obj: object, msg?: string): void => {
-      if (LEVELS[name] < min) return;
-      process.stderr.write(
-        `${JSON.stringify({ level: name, time: new Date().toISOString(), msg, ...serialize(obj) })}\n`,
-      );
-    };
-  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+const SECRET_KEYS = ['password', 'authorization', 'secret', 'token'];
+const REDACT_PATHS = SECRET_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`, `*.*.*.${k}`]);
+const CENSOR = '[redacted]';
+
+let stderr: DestinationStream | undefined;
+
+/**
+ * The default logger: pino, one JSON object per line on stderr (`level` as a name, `time` in ISO
+ * 8601, `msg`, then the fields), at `level` and above: default EVENTLINE_LOG_LEVEL, else `warn`.
+ * Secrets are never written: fields named `password`, `authorization`, `secret` or `token` are
+ * replaced with `[redacted]`, and credentials inside strings (`scheme://user:password@host`,
+ * `password=` query parameters, `Basic`/`Bearer` tokens) are masked, in messages and errors too.
+ *
+ * Throws EVENTLINE_ERR_INVALID_ARGUMENT for a level (or EVENTLINE_LOG_LEVEL) that is not one of
+ * debug, info, warn, error, silent.
+ */
+export function createLogger(options: LogLevel | LoggerOptions = {}): Logger {
+  const { level, destination } = typeof options === 'string' ? { level: options } : options;
+  return pino(
+    {
+      name: 'eventline',
+      level: checkLevel(level ?? levelFromEnv(), level === undefined ? 'EVENTLINE_LOG_LEVEL' : 'level'),
+      timestamp: pino.stdTimeFunctions.isoTime,
+      redact: { paths: REDACT_PATHS, censor: CENSOR },
+      // Errors are serialized (and scrubbed) by the `log` formatter, which runs first.
+      serializers: { err: (v: unknown) => v },
+      formatters: {
+        level: (label) => ({ level: label }),
+        log: (fields) => scrubFields(fields),
+      },
+      hooks: {
+        logMethod(args, method) {
+          for (let i = 0; i < args.length; i++) {
+            if (typeof args[i] === 'string') args[i] = scrubText(args[i] as string);
+          }
+          method.apply(this, args);
+        },
+      },
+    },
+    destination ?? stderrDestination(),
+  );
+}
+
+/** One synchronous stderr stream for every default logger: a line is written before the process can exit. */
+function stderrDestination(): DestinationStream {
+  stderr ??= pino.destination({ fd: 2, sync: true });
+  return stderr;
+}
+
+function levelFromEnv(): string {
+  const raw = process.env.EVENTLINE_LOG_LEVEL;
+  return raw === undefined || raw.trim() === '' ? 'warn' : raw.trim().toLowerCase();
+}
+
+function checkLevel(level: string, where: string): LogLevel {
+  if (!(LEVELS as readonly string[]).includes(level)) {
+    fail(
+      'EVENTLINE_ERR_INVALID_ARGUMENT',
+      `${where} must be one of ${LEVELS.join(', ')}; got ${JSON.stringify(level)}`,
+    );
+  }
+  return level as LogLevel;
+}
+
+const URL_CREDENTIALS = /(\/\/[^\s:@/]*):[^\s@/]*@/g;
+const PASSWORD_PARAM = /([?&;]password=)[^&;\s"']*/gi;
+const AUTH_TOKEN = /\b(Basic|Bearer) [A-Za-z0-9+/=._~-]{6,}/g;
+
+/** Masks credentials inside a string: URL user info passwords, password parameters, auth tokens. */
+function scrubText(text: string): string {
+  if (!text.includes('//') && !/password=|Basic |Bearer /i.test(text)) return text;
+  return text
+    .replace(URL_CREDENTIALS, '$1:***@')
+    .replace(PASSWORD_PARAM, '$1***')
+    .replace(AUTH_TOKEN, `$1 ${CENSOR}`);
+}
+
+/** The logged fields with errors serialized and every string scrubbed; the caller's objects stay untouched. */
+function scrubFields(fields: Record<string, unknown>): Record<string, unknown> {
+  return scrub(fields, 0) as Record<string, unknown>;
+}
+
+function scrub(value: unknown, depth: number): unknown {
+  if (typeof value === 'string') return scrubText(value);
+  if (value === null || typeof value !== 'object' || depth > 6) return value;
+  if (value instanceof Error) return scrub(pino.stdSerializers.err(value), depth + 1);
+  if (Buffer.isBuffer(value) || ArrayBuffer.isView(value) || value instanceof Date) return value;
+  // Copied only when something changed: the caller's objects are never modified.
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const v = scrub(value[i], depth + 1);
+      if (v === value[i]) continue;
+      out ??= value.slice();
+      out[i] = v;
+    }
+    return out ?? value;
+  }
+  let out: Record<string, unknown> | undefined;
+  for (const [k, v] of Object.entries(value)) {
+    const s = scrub(v, depth + 1);
+    if (s === v) continue;
+    out ??= { ...value };
+    out[k] = s;
+  }
+  return out ?? value;
 }
 
 /** A logger that drops everything. */

@@ -15,6 +15,7 @@ import type { Pool } from 'pg';
 import type { BatchItem, EncodedRecord, Eventline, PublishOptions, PublishResult } from '../client.ts';
 import type { Header } from '../engine/types.ts';
 import { fail, isEventlineError } from '../errors.ts';
+import type { CounterChild } from '../observability/metrics.ts';
 import type { Topic } from '../topic.ts';
 import { type Duration, parseDuration } from '../util/units.ts';
 import type { PostgresOutboxTransaction } from './outbox-postgres.ts';
@@ -39,6 +40,10 @@ export interface OutboxOptions {
    * missing. Default `'eventline_outbox'`.
    */
   table?: string;
+  /**
+   * Names this outbox in metrics (the `outbox` label) and health. Default: the table name.
+   */
+  name?: string;
   /** Start the relay at once. `false`: this process only writes; call `start()` to relay. Default true. */
   relay?: boolean;
   /** Most events published per engine call. Default 500. */
@@ -118,6 +123,24 @@ export interface OutboxBacklog {
   oldestAgeMs: number;
 }
 
+/**
+ * `running`: this process's relay holds the lease and publishes; `standby`: another relay (another
+ * process on the same table) holds it, this one takes over when it expires; `off`: no relay in this
+ * process (`relay: false`, or after `stop()`); `stopping`; `ended`: the relay ended on its own
+ * because the Eventline client was closed under it.
+ */
+export type OutboxRelayStatus = 'running' | 'standby' | 'off' | 'stopping' | 'ended';
+
+export interface OutboxRelayState {
+  status: OutboxRelayStatus;
+  /** When it entered this status (ms since the epoch). */
+  since: number;
+  /** The last failed publish or database call, while the relay keeps failing. */
+  error?: Error;
+  /** Set while every pass of the relay meets a failure: when the first of them happened. */
+  failingSince?: number;
+}
+
 export interface Outbox<Tx extends OutboxTransaction = OutboxTransaction> {
   /**
    * Runs `fn` in one transaction of the service's database (SQLite: `BEGIN IMMEDIATE` on the shared
@@ -146,6 +169,10 @@ export interface Outbox<Tx extends OutboxTransaction = OutboxTransaction> {
   close(): Promise<void>;
   /** Events waiting to be published. */
   backlog(): Promise<OutboxBacklog>;
+  /** What this process's relay is doing, for health checks (`bus.health()`). */
+  relayState(): OutboxRelayState;
+  /** `options.name`, else the table name: names the outbox in metrics and health. */
+  readonly name: string;
   /** `sqlite:<file>` or `postgres://host/db`, for logs. */
   readonly description: string;
 }
@@ -237,12 +264,24 @@ class OutboxImpl<Tx extends OutboxTransaction> implements Outbox<Tx> {
   #open = true;
   /** Set inside a transaction's callback: a nested call would wait for itself. */
   readonly #inside = new AsyncLocalStorage<true>();
+  readonly #dropMetrics: () => void;
+  readonly #untrack: () => void;
+  readonly name: string;
 
   constructor(bus: Eventline, store: OutboxStore<Omit<Tx, keyof OutboxTransaction>>, options: OutboxOptions) {
     this.#bus = bus;
     this.#store = store;
-    this.#relay = new Relay(bus, store, options);
+    const name = options.name ?? options.table ?? 'eventline_outbox';
+    this.name = name;
+    this.#relay = new Relay(bus, store, options, bus.metrics.outboxRelayed.child(name));
+    this.#dropMetrics = bus.metrics.addSource({
+      outboxes: async () => {
+        const b = await store.backlog();
+        return [{ outbox: name, backlog: b.count, oldestAgeSeconds: b.oldestAgeMs / 1000 }];
+      },
+    });
     if (options.relay !== false) this.#relay.start();
+    this.#untrack = bus.track({ outbox: this });
   }
 
   get description(): string {
@@ -301,9 +340,15 @@ class OutboxImpl<Tx extends OutboxTransaction> implements Outbox<Tx> {
     return this.#store.backlog();
   }
 
+  relayState(): OutboxRelayState {
+    return this.#relay.state();
+  }
+
   async close(): Promise<void> {
     if (!this.#open) return;
     this.#open = false;
+    this.#untrack();
+    this.#dropMetrics();
     await this.#relay.stop();
     await this.#store.close();
   }
@@ -341,10 +386,17 @@ class Relay {
   #stopping = false;
   #wakeUp: (() => void) | undefined;
   #woken = false;
+  #status: OutboxRelayStatus = 'off';
+  #statusSince = Date.now();
+  #lastError: Error | undefined;
+  #failingSince: number | undefined;
 
-  constructor(bus: Eventline, store: OutboxStore<unknown>, options: OutboxOptions) {
+  readonly #relayed: CounterChild;
+
+  constructor(bus: Eventline, store: OutboxStore<unknown>, options: OutboxOptions, relayed: CounterChild) {
     this.#bus = bus;
     this.#store = store;
+    this.#relayed = relayed;
     this.#batchSize = options.batchSize ?? 500;
     if (!Number.isInteger(this.#batchSize) || this.#batchSize < 1) {
       fail(
@@ -367,6 +419,7 @@ class Relay {
   start(): void {
     if (this.#running !== undefined) return;
     this.#stopping = false;
+    this.#enter('running');
     this.#running = this.#loop();
   }
 
@@ -374,12 +427,39 @@ class Relay {
     const running = this.#running;
     if (running === undefined) return;
     this.#stopping = true;
+    if (this.#status !== 'ended') this.#enter('stopping');
     this.wake();
     await running;
     this.#running = undefined;
     if (this.#leader) {
       this.#leader = false;
       await this.#store.release(this.#owner).catch(() => {});
+    }
+    this.#failingSince = undefined;
+    this.#enter('off');
+  }
+
+  state(): OutboxRelayState {
+    const failing = this.#failingSince !== undefined && this.#lastError !== undefined;
+    return {
+      status: this.#status,
+      since: this.#statusSince,
+      ...(failing ? { error: this.#lastError!, failingSince: this.#failingSince! } : {}),
+    };
+  }
+
+  #enter(status: OutboxRelayStatus): void {
+    if (this.#status === status) return;
+    this.#status = status;
+    this.#statusSince = Date.now();
+  }
+
+  /** A publish or database call failed (`err`), or a pass ended with nothing left waiting (undefined). */
+  #attempted(err?: unknown): void {
+    if (err === undefined) this.#failingSince = undefined;
+    else {
+      this.#lastError = asError(err);
+      this.#failingSince ??= Date.now();
     }
   }
 
@@ -394,9 +474,14 @@ class Relay {
       try {
         const waitMs = await this.#pass();
         dbFailures = 0;
+        if (this.#waiting.size === 0) this.#attempted();
         if (waitMs > 0) await this.#idle(waitMs);
       } catch (err) {
-        if (isEventlineError(err, 'EVENTLINE_ERR_CLOSED')) return;
+        if (isEventlineError(err, 'EVENTLINE_ERR_CLOSED')) {
+          this.#enter('ended');
+          return;
+        }
+        this.#attempted(err);
         dbFailures++;
         const retryInMs = this.#delay(dbFailures);
         this.#onError(asError(err), { attempt: dbFailures, retryInMs });
@@ -410,6 +495,7 @@ class Relay {
     const now = Date.now();
     if (!this.#leader || now - this.#renewedAt > this.#leaseMs / 3) {
       this.#leader = await this.#store.claim(this.#owner, this.#leaseMs);
+      if (!this.#stopping) this.#enter(this.#leader ? 'running' : 'standby');
       if (!this.#leader) return Math.max(this.#pollMs, this.#leaseMs / 4);
       this.#renewedAt = now;
     }
@@ -436,6 +522,7 @@ class Relay {
         const attempt = (this.#waiting.get(topic)?.attempt ?? 0) + 1;
         const retryInMs = this.#delay(attempt);
         this.#waiting.set(topic, { attempt, until: Date.now() + retryInMs });
+        this.#attempted(err);
         this.#onError(asError(err), { topic, count: list.length, attempt, retryInMs });
         continue;
       }
@@ -448,6 +535,7 @@ class Relay {
         return 0;
       }
       this.#renewedAt = Date.now();
+      this.#relayed.inc(list.length);
       published += list.length;
     }
     return published > 0 ? 0 : this.#untilRetry();

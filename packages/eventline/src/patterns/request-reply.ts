@@ -20,7 +20,7 @@ import type { StoredRecord } from '../engine/types.ts';
 import { type ErrorCode, EventlineError, fail, isEventlineError } from '../errors.ts';
 import { decodeMessage, type Message } from '../message.ts';
 import { prepareDecode } from '../runtime/codecs.ts';
-import type { ErrorInfo, HandlerContext, Subscription } from '../runtime/subscription.ts';
+import type { ErrorInfo, HandlerContext, Subscription, SubscriptionState } from '../runtime/subscription.ts';
 import { defineTopic, type Topic, validateTopicName } from '../topic.ts';
 import { type Duration, parseDuration } from '../util/units.ts';
 
@@ -128,6 +128,8 @@ export interface Requester {
 interface Pending {
   topic: string;
   codec: BoundCodec<unknown>;
+  /** performance.now() when the request was made. */
+  started: number;
   resolve(value: unknown): void;
   reject(err: unknown): void;
 }
@@ -233,6 +235,7 @@ class RequesterImpl implements Requester {
     this.#pending.set(id, {
       topic: topic.name,
       codec,
+      started: performance.now(),
       resolve: (v) => {
         done();
         resolve(v);
@@ -270,12 +273,24 @@ class RequesterImpl implements Requester {
   }
 
   /** Ends a waiting request once: remembers how, counts it, and settles its promise. */
-  #settle(id: string, outcome: Outcome, counter: Ending, settle: (p: Pending) => void): void {
+  #settle(
+    id: string,
+    outcome: Outcome,
+    counter: Ending,
+    settle: (p: Pending) => void,
+    result: 'success' | 'failure' = 'success',
+  ): void {
     const p = this.#pending.get(id);
     if (p === undefined) return;
     this.#pending.delete(id);
     this.#remember(id, outcome);
     this.#stats[counter]++;
+    const metrics = this.#bus.metrics;
+    if (counter !== 'cancelled') {
+      const label = counter === 'timedOut' ? 'timeout' : result;
+      metrics.requestDuration.child(p.topic, label).observe((performance.now() - p.started) / 1000);
+      if (counter === 'timedOut') metrics.requestTimeouts.child(p.topic).inc();
+    }
     settle(p);
   }
 
@@ -309,12 +324,16 @@ class RequesterImpl implements Requester {
     if (id === undefined) return;
     const p = this.#pending.get(id);
     if (p === undefined) {
-      if (this.#finished.get(id) === 'replied') this.#stats.duplicateReplies++;
+      const duplicate = this.#finished.get(id) === 'replied';
+      if (duplicate) this.#stats.duplicateReplies++;
       else this.#stats.lateReplies++;
+      this.#bus.metrics.lateReplies.child(duplicate ? 'duplicate' : 'late').inc();
       return;
     }
     let outcome: () => void;
+    let result: 'success' | 'failure' = 'success';
     if (headerOf(r, REQUEST_HEADERS.status) === 'error') {
+      result = 'failure';
       const err = remoteError(r, p.topic, id);
       outcome = () => {
         this.#stats.failed++;
@@ -332,12 +351,16 @@ class RequesterImpl implements Requester {
           `the reply to a request to ${p.topic} (correlation id ${id}) is not valid ${p.codec.name}: ${messageOf(err)}`,
           { cause: err, details: { topic: p.topic, correlationId: id } },
         );
+        result = 'failure';
         outcome = () => p.reject(e);
       }
     }
     // The request may have timed out while the reply was being decoded.
-    if (this.#pending.get(id) === p) this.#settle(id, 'replied', 'replied', outcome);
-    else this.#stats.lateReplies++;
+    if (this.#pending.get(id) === p) this.#settle(id, 'replied', 'replied', outcome, result);
+    else {
+      this.#stats.lateReplies++;
+      this.#bus.metrics.lateReplies.child('late').inc();
+    }
   }
 
   stats(): RequesterStats {
@@ -568,6 +591,7 @@ export function respond<Req, Res, K = string>(
       if (to !== undefined) await send(raw, ctx, to, reply);
     },
   });
+  bus.track({ responder: sub });
   return new ResponderImpl(sub, stats);
 }
 
@@ -610,6 +634,10 @@ class ResponderImpl implements Responder {
 
   stop(): Promise<void> {
     return this.#sub.stop();
+  }
+
+  state(): SubscriptionState {
+    return this.#sub.state();
   }
 
   stats(): ResponderStats {

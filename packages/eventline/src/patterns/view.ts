@@ -13,6 +13,7 @@ import { asBuffer, finishTransaction, read, wrapSqliteError } from '../engine/em
 import type { Engine, StoredRecord } from '../engine/types.ts';
 import { EventlineError, fail, isEventlineError } from '../errors.ts';
 import { decodeMessage } from '../message.ts';
+import { FallbackLog } from '../observability/log-lines.ts';
 import { prepareDecode, type TopicCodecs } from '../runtime/codecs.ts';
 import type { Topic } from '../topic.ts';
 import { type Duration, parseDuration } from '../util/units.ts';
@@ -90,6 +91,23 @@ export interface ViewStats {
   stalenessMs: number | undefined;
 }
 
+/**
+ * `loading`: reading what the topic held when the view started; `ready`: caught up and following;
+ * `failed`: stopped by an error retrying cannot fix (see `ready()`), or the engine was closed under
+ * it; `closed`.
+ */
+export type ViewStatus = 'loading' | 'ready' | 'failed' | 'closed';
+
+export interface ViewState {
+  status: ViewStatus;
+  /** When it entered this status (ms since the epoch). */
+  since: number;
+  /** The error that failed it, or the last error while reading fails on every attempt. */
+  error?: Error;
+  /** Set while reading the topic fails on every attempt: when the first of those failures happened. */
+  failingSince?: number;
+}
+
 /** A read-only, in-memory replica of a topic: last value per key. */
 export interface View<V, K = string> extends Iterable<[K, V]> {
   readonly topic: string;
@@ -129,6 +147,8 @@ export interface View<V, K = string> extends Iterable<[K, V]> {
    */
   lag(): Promise<number>;
   stats(): ViewStats;
+  /** What the view is doing now, for health checks (`bus.health()`). */
+  state(): ViewState;
   /** Writes pending changes to the snapshot now (a no-op without `persist`). */
   flush(): Promise<void>;
   /** Stops following, writes the snapshot, releases it. Idempotent. */
@@ -159,7 +179,8 @@ interface PartitionState {
 
 const FETCH_MAX = 2000;
 const PARTITION_CHECK_MS = 5000;
-const MAX_BACKOFF_MS = 30_000;
+// A view is what readiness waits for after an outage: retry often enough to come back within seconds.
+const MAX_BACKOFF_MS = 5_000;
 
 /**
  * The Map key of a view key: primitives as they are; bytes and objects by their content, so two
@@ -213,6 +234,11 @@ class ViewRunner<V, K> implements View<V, K> {
   #restored = 0;
   #decodeErrors = 0;
   #fallbackUses = 0;
+  readonly #fallbackLog: FallbackLog;
+  #statusSince = Date.now();
+  #failure: Error | undefined;
+  #lastError: Error | undefined;
+  #failingSince: number | undefined;
   readonly #snapshot: Snapshot | undefined;
   readonly #snapshotEveryMs: number;
   readonly #loop: Promise<void>;
@@ -237,6 +263,7 @@ class ViewRunner<V, K> implements View<V, K> {
     }
     this.#keyOf = options.keyOf;
     this.#fallback = options.fallback;
+    this.#fallbackLog = new FallbackLog(bus.logger, this.topic);
     this.#snapshotEveryMs = parseDuration(options.persist?.interval ?? '5s', 'persist.interval');
     this.#snapshot = options.persist ? new Snapshot(options.persist.path, this.topic) : undefined;
     if (options.onChange) this.#listeners.add(options.onChange);
@@ -283,6 +310,7 @@ class ViewRunner<V, K> implements View<V, K> {
       if (this.#fallback === undefined) await this.#ready.promise;
       else {
         this.#fallbackUses++;
+        this.#fallbackLog.used();
         return this.#fallback(key);
       }
     }
@@ -369,11 +397,39 @@ class ViewRunner<V, K> implements View<V, K> {
     };
   }
 
+  state(): ViewState {
+    const status: ViewStatus =
+      this.#failure !== undefined
+        ? 'failed'
+        : this.#closing !== undefined
+          ? 'closed'
+          : this.#isReady
+            ? 'ready'
+            : 'loading';
+    const error = this.#failure ?? (this.#failingSince === undefined ? undefined : this.#lastError);
+    return {
+      status,
+      since: this.#statusSince,
+      ...(error === undefined ? {} : { error }),
+      ...(this.#failingSince === undefined ? {} : { failingSince: this.#failingSince }),
+    };
+  }
+
+  /** A read of the topic failed (`err`), or succeeded (undefined). */
+  #attempted(err?: unknown): void {
+    if (err === undefined) this.#failingSince = undefined;
+    else {
+      this.#lastError = err instanceof Error ? err : new Error(String(err));
+      this.#failingSince ??= Date.now();
+    }
+  }
+
   async flush(): Promise<void> {
     if (this.#snapshot?.isOpen) this.#writeSnapshot();
   }
 
   close(): Promise<void> {
+    if (this.#closing === undefined && this.#failure === undefined) this.#statusSince = Date.now();
     this.#closing ??= (async () => {
       this.#abort.abort();
       await this.#loop;
@@ -409,6 +465,7 @@ class ViewRunner<V, K> implements View<V, K> {
         // retried; anything else means this view cannot work.
         if (!signal.aborted && isEventlineError(err) && err.retryable) {
           this.#report(err, {});
+          this.#attempted(err);
           this.#snapshot?.close();
           await sleepUnless(backoff, signal);
           continue;
@@ -421,6 +478,7 @@ class ViewRunner<V, K> implements View<V, K> {
               )
             : err,
         );
+        if (!signal.aborted) this.#fail(err);
         this.#snapshot?.close();
         this.#abort.abort();
         return;
@@ -439,14 +497,17 @@ class ViewRunner<V, K> implements View<V, K> {
         }
         got = await this.#round();
         backoff = 0;
+        this.#attempted();
       } catch (err) {
         if (signal.aborted) break;
         if (isEventlineError(err, 'EVENTLINE_ERR_CLOSED')) {
           // The client closed under the view: stop, keep what was applied.
+          this.#fail(err);
           void this.close();
           break;
         }
         this.#report(err, {});
+        this.#attempted(err);
         backoff = Math.min(MAX_BACKOFF_MS, backoff === 0 ? 100 : backoff * 2);
         await sleepUnless(backoff, signal);
         continue;
@@ -642,8 +703,15 @@ class ViewRunner<V, K> implements View<V, K> {
     }
   }
 
+  #fail(err: unknown): void {
+    this.#failure = err instanceof Error ? err : new Error(String(err));
+    this.#statusSince = Date.now();
+  }
+
   #becomeReady(): void {
     this.#isReady = true;
+    this.#fallbackLog.ready();
+    this.#statusSince = Date.now();
     this.#ready.resolve();
     // The first full load is the expensive part of a restart: keep it at once.
     if (this.#snapshot?.isOpen) this.#writeSnapshot();

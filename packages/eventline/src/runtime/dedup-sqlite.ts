@@ -1,4 +1,5 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import { Worker } from 'node:worker_threads';
 import {
   beginImmediate,
   openDatabase,
@@ -8,7 +9,21 @@ import {
 } from '../engine/embedded/sqlite.ts';
 import { fail } from '../errors.ts';
 import { type Duration, parseDuration } from '../util/units.ts';
-import { type ProcessOnceResult, PURGE_CHUNK, purgeInChunks, type TransactionalDedupStore } from './dedup.ts';
+import {
+  type ProcessOnceResult,
+  PURGE_CHUNK,
+  purgeInChunks,
+  rangeOf,
+  type TransactionalDedupStore,
+} from './dedup.ts';
+import type { BatchMarkStore } from './dedup-gate.ts';
+import type { CheckpointerData } from './dedup-sqlite-checkpointer.ts';
+
+/** How long after opening its own file a store starts its checkpoint thread, and how often it checkpoints. */
+const CHECKPOINTER_START_MS = 1000;
+const CHECKPOINT_INTERVAL_MS = 1000;
+/** Single marks one range probe reads; a range holding more is answered id by id. */
+const RANGE_PROBE_LIMIT = 1024;
 
 export type SqliteDedupStoreOptions = ({ path: string } | { db: DatabaseSync }) & {
   /** Table holding the marks; created when missing. Default `'eventline_dedup'`. */
@@ -53,19 +68,24 @@ export function sqliteDedupStore(options: SqliteDedupStoreOptions): SqliteDedupS
     );
   }
   const owned = 'path' in options;
-  // This connection has no maintenance worker to checkpoint for it.
-  const db = owned ? openDatabase(options.path, { synchronous: 'NORMAL', autocheckpoint: 1000 }) : options.db;
+  // Checkpoints run on a thread of the store's own (below); this connection checkpoints only should
+  // the WAL grow past that, before the thread starts or were it to stop.
+  const db = owned
+    ? openDatabase(options.path, { synchronous: 'NORMAL', autocheckpoint: 10_000 })
+    : options.db;
   const description = owned ? `sqlite:${options.path}` : 'sqlite (application connection)';
   try {
     db.exec(
       `CREATE TABLE IF NOT EXISTS ${table} (grp TEXT NOT NULL, id TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (grp, id)) WITHOUT ROWID`,
     );
     db.exec(`CREATE INDEX IF NOT EXISTS ${table}_expiry ON ${table} (expires_at)`);
-    // Marks written in batches (markMany) are one row per batch: the batch's ids, newline-joined,
-    // and their smallest and largest. Event ids are time-ordered, so a lookup for new records
-    // touches no row at all, and a redelivered record finds the row whose range holds it.
+    // Marks written in batches are one row per batch: the ids and a range holding them (`lo` to
+    // `hi`, as text). The consumer runtime packs them, 16 bytes an id, as a BLOB when every one is
+    // a UUID in lowercase text (the `ce_id`s Eventline makes); otherwise, and from `markMany`, they
+    // are newline-joined text. Event ids are time-ordered, so a lookup for new records touches no
+    // row at all, and a redelivered record finds the row whose range holds it.
     db.exec(
-      `CREATE TABLE IF NOT EXISTS ${table}_batches (grp TEXT NOT NULL, lo TEXT NOT NULL, hi TEXT NOT NULL, expires_at INTEGER NOT NULL, ids TEXT NOT NULL)`,
+      `CREATE TABLE IF NOT EXISTS ${table}_batches (grp TEXT NOT NULL, lo TEXT NOT NULL, hi TEXT NOT NULL, expires_at INTEGER NOT NULL, ids BLOB NOT NULL)`,
     );
     db.exec(`CREATE INDEX IF NOT EXISTS ${table}_batches_range ON ${table}_batches (grp, hi)`);
     db.exec(`CREATE INDEX IF NOT EXISTS ${table}_batches_expiry ON ${table}_batches (expires_at)`);
@@ -76,7 +96,7 @@ export function sqliteDedupStore(options: SqliteDedupStoreOptions): SqliteDedupS
   return new SqliteStore(db, owned, description, table, options);
 }
 
-class SqliteStore implements SqliteDedupStore {
+class SqliteStore implements SqliteDedupStore, BatchMarkStore {
   readonly db: DatabaseSync;
   readonly description: string;
   readonly #owned: boolean;
@@ -87,11 +107,14 @@ class SqliteStore implements SqliteDedupStore {
   readonly #purge: StatementSync;
   /** Batches go to SQLite as one JSON array each: one statement instead of one per id. */
   readonly #hasMany: StatementSync;
-  readonly #hasRange: StatementSync;
+  /** The limit is written into the statement: bound as a parameter, it makes the probe several times slower. */
+  readonly #rangeProbe: StatementSync;
   readonly #batchesIn: StatementSync;
   readonly #insertBatch: StatementSync;
   readonly #purgeBatches: StatementSync;
   readonly #timer: NodeJS.Timeout;
+  readonly #checkpointStart: NodeJS.Timeout | undefined;
+  #checkpointer: Worker | undefined;
   /** Serialises write transactions: SQLite has one per connection. */
   #writes: Promise<unknown> = Promise.resolve();
   #closed = false;
@@ -116,10 +139,10 @@ class SqliteStore implements SqliteDedupStore {
       `SELECT id FROM ${table} WHERE grp = ? AND id IN (SELECT value FROM json_each(?)) AND expires_at > ?`,
     );
     this.#hasMany.setReturnArrays(true);
-    this.#hasRange = db.prepare(
-      `SELECT id FROM ${table} WHERE grp = ? AND id >= ? AND id <= ? AND expires_at > ? LIMIT ?`,
+    this.#rangeProbe = db.prepare(
+      `SELECT id FROM ${table} WHERE grp = ? AND id >= ? AND id <= ? AND expires_at > ? LIMIT ${RANGE_PROBE_LIMIT}`,
     );
-    this.#hasRange.setReturnArrays(true);
+    this.#rangeProbe.setReturnArrays(true);
     this.#batchesIn = db.prepare(
       `SELECT ids FROM ${table}_batches WHERE grp = ? AND hi >= ? AND lo <= ? AND expires_at > ?`,
     );
@@ -136,6 +159,26 @@ class SqliteStore implements SqliteDedupStore {
     const every = parseDuration(options.purgeInterval ?? '1m', 'purgeInterval');
     this.#timer = setInterval(() => void this.purge().catch(() => {}), every);
     this.#timer.unref();
+    if (owned && 'path' in options && options.path !== ':memory:') {
+      const path = options.path;
+      // Started a moment after opening, as the engine's maintenance worker is: a store opened for a
+      // short task never pays for a thread.
+      this.#checkpointStart = setTimeout(() => this.#startCheckpointer(path), CHECKPOINTER_START_MS);
+      this.#checkpointStart.unref();
+    }
+  }
+
+  #startCheckpointer(path: string): void {
+    if (this.#closed) return;
+    const workerData: CheckpointerData = { path, intervalMs: CHECKPOINT_INTERVAL_MS };
+    const worker = new Worker(new URL('./dedup-sqlite-checkpointer.ts', import.meta.url), { workerData });
+    worker.unref();
+    // Without the thread the connection's own checkpoints (past its WAL limit) take over.
+    worker.on('error', () => {});
+    worker.on('exit', () => {
+      if (this.#checkpointer === worker) this.#checkpointer = undefined;
+    });
+    this.#checkpointer = worker;
   }
 
   #check(): void {
@@ -148,39 +191,58 @@ class SqliteStore implements SqliteDedupStore {
       const now = Date.now();
       if (this.#has.get(group, id, now) !== undefined) return true;
       const found = new Set<string>();
-      this.#inBatches(group, lookup([id]), now, found);
+      this.#inBatches(group, new Lookup([id]), now, found);
       return found.size > 0;
     });
   }
 
-  /** Adds to `found` the ids marked in batch rows whose range overlaps [low, high]. */
+  /** Adds to `found` the ids marked in batch rows whose range overlaps the lookup's. */
   #inBatches(group: string, wanted: Lookup, now: number, found: Set<string>): void {
-    const rows = this.#batchesIn.all(group, wanted.low, wanted.high, now) as unknown as [string][];
-    for (const [list] of rows) for (const id of list.split('\n')) if (wanted.has(id)) found.add(id);
+    const rows = this.#batchesIn.all(group, wanted.low, wanted.high, now) as unknown as [
+      string | Uint8Array,
+    ][];
+    for (const [list] of rows) wanted.collect(list, found);
   }
 
   async hasMany(group: string, ids: readonly string[]): Promise<Set<string>> {
+    if (ids.length === 0) {
+      this.#check();
+      return new Set();
+    }
+    const [low, high] = rangeOf(ids);
+    return this.hasInRange(group, low, high, () => ids);
+  }
+
+  /**
+   * For the consumer runtime (see BatchMarkStore): the marked ids among `ids()`, which all lie in
+   * [low, high]. Event ids are time-ordered (UUIDv7), so a fetched batch's ids span a narrow range
+   * that usually holds no mark at all: then neither `ids()` nor a set of them is needed. A range
+   * holding more single marks than one probe reads (random ids, a replay) is answered id by id.
+   */
+  async hasInRange(
+    group: string,
+    low: string,
+    high: string,
+    ids: () => readonly string[],
+  ): Promise<Set<string>> {
     this.#check();
     const found = new Set<string>();
     const now = Date.now();
-    if (ids.length === 0) return found;
-    const wanted = lookup(ids);
+    let wanted: Lookup | undefined;
+    const want = (): Lookup => {
+      wanted ??= new Lookup(ids(), low, high);
+      return wanted;
+    };
     read(`${this.description}: has`, () => {
-      this.#inBatches(group, wanted, now, found);
-      // Event ids are time-ordered (UUIDv7), so a batch's ids span a narrow range that usually holds
-      // no mark at all: one range probe answers for the whole batch. A range holding more marks than
-      // that (random ids, a replay) is answered id by id.
-      if (ids.length > 16) {
-        const limit = ids.length * 2;
-        const rows = this.#hasRange.all(group, wanted.low, wanted.high, now, limit) as unknown as [string][];
-        if (rows.length < limit) {
-          for (const [id] of rows) if (wanted.has(id)) found.add(id);
-          return;
-        }
+      const batches = this.#batchesIn.all(group, low, high, now) as unknown as [string | Uint8Array][];
+      for (const [list] of batches) want().collect(list, found);
+      const rows = this.#rangeProbe.all(group, low, high, now) as unknown as [string][];
+      if (rows.length < RANGE_PROBE_LIMIT) {
+        for (const [id] of rows) if (want().set.has(id)) found.add(id);
+        return;
       }
-      for (const [id] of this.#hasMany.all(group, JSON.stringify(ids), now) as unknown as [string][]) {
-        found.add(id);
-      }
+      const json = JSON.stringify(want().ids);
+      for (const [id] of this.#hasMany.all(group, json, now) as unknown as [string][]) found.add(id);
     });
     return found;
   }
@@ -196,9 +258,35 @@ class SqliteStore implements SqliteDedupStore {
     this.#check();
     const expiresAt = Date.now() + ttlMs;
     if (ids.length === 0) return;
-    const [low, high] = rangeOf(ids);
+    // A row holds ids newline-joined: an id holding a newline gets a row of its own kind.
+    const plain = ids.filter((id) => !id.includes('\n'));
+    const odd = plain.length === ids.length ? [] : ids.filter((id) => id.includes('\n'));
+    const [low, high] = plain.length === 0 ? ['', ''] : rangeOf(plain);
+    const list = plain.join('\n');
+    await this.#write('mark', (now) => {
+      if (plain.length > 0) this.#insertBatch.run(group, low, high, expiresAt, list);
+      for (const id of odd) this.#mark.run(group, id, expiresAt, now);
+    });
+  }
+
+  /**
+   * For the consumer runtime (see BatchMarkStore): marks the ids in `bytes` (each followed by a
+   * newline) as one row, packed 16 bytes an id when every one is a UUID in lowercase text.
+   */
+  async markBytes(
+    group: string,
+    bytes: Buffer,
+    count: number,
+    low: string,
+    high: string,
+    ttlMs: number,
+  ): Promise<void> {
+    this.#check();
+    if (count === 0) return;
+    const expiresAt = Date.now() + ttlMs;
+    const list = packUuidLines(bytes, count) ?? bytes.toString('latin1', 0, bytes.length - 1);
     await this.#write('mark', () => {
-      this.#insertBatch.run(group, low, high, expiresAt, ids.join('\n'));
+      this.#insertBatch.run(group, low, high, expiresAt, list);
     });
   }
 
@@ -239,7 +327,7 @@ class SqliteStore implements SqliteDedupStore {
     this.#check();
     return this.#write(`processOnce ${id}`, async (now) => {
       const batched = new Set<string>();
-      this.#inBatches(group, lookup([id]), now, batched);
+      this.#inBatches(group, new Lookup([id]), now, batched);
       if (batched.size > 0 || this.#mark.run(group, id, now + ttlMs, now).changes === 0) {
         return { duplicate: true };
       }
@@ -261,28 +349,158 @@ class SqliteStore implements SqliteDedupStore {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#checkpointStart);
     await this.#writes;
+    const worker = this.#checkpointer;
+    if (worker !== undefined) {
+      const exited = new Promise((resolve) => worker.once('exit', resolve));
+      worker.ref();
+      worker.postMessage('stop');
+      const timer = setTimeout(() => void worker.terminate(), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
     if (this.#owned) this.db.close();
   }
 }
 
-/** Ids looked up together, with the smallest and the largest (compared as text, as SQLite does). */
-interface Lookup extends Set<string> {
-  low: string;
-  high: string;
-}
+/**
+ * Ids looked up together, and a range holding them (compared as text, as SQLite does). The sets
+ * are made only once a row may hold some of the ids.
+ */
+class Lookup {
+  readonly ids: readonly string[];
+  readonly low: string;
+  readonly high: string;
+  #set: Set<string> | undefined;
+  #packed: PackedUuids | undefined;
 
-function lookup(ids: readonly string[]): Lookup {
-  const [low, high] = rangeOf(ids);
-  return Object.assign(new Set(ids), { low, high });
-}
-
-function rangeOf(ids: readonly string[]): [string, string] {
-  let low = ids[0]!;
-  let high = low;
-  for (const id of ids) {
-    if (id < low) low = id;
-    else if (id > high) high = id;
+  constructor(ids: readonly string[], low?: string, high?: string) {
+    this.ids = ids;
+    [this.low, this.high] = low !== undefined && high !== undefined ? [low, high] : rangeOf(ids);
   }
-  return [low, high];
+
+  get set(): Set<string> {
+    this.#set ??= new Set(this.ids);
+    return this.#set;
+  }
+
+  /** Adds to `found` the wanted ids among a row's marks (newline-joined text, or packed UUIDs). */
+  collect(list: string | Uint8Array, found: Set<string>): void {
+    if (typeof list === 'string') {
+      const set = this.set;
+      for (const id of list.split('\n')) if (set.has(id)) found.add(id);
+      return;
+    }
+    this.#packed ??= new PackedUuids(this.ids);
+    for (let at = 0; at + 16 <= list.length; at += 16) {
+      const id = this.#packed.find(list, at);
+      if (id !== undefined) found.add(id);
+    }
+  }
+}
+
+/**
+ * The UUIDs among some ids, packed, in a hash table keyed by their last four bytes (random in a
+ * UUIDv7): a packed row is matched byte by byte, without making a string per mark.
+ */
+class PackedUuids {
+  readonly #ids: string[] = [];
+  readonly #bytes: Buffer;
+  /** Open addressing: 1 + the index of an id, 0 for an empty slot. */
+  readonly #slots: Int32Array;
+  readonly #mask: number;
+
+  constructor(ids: readonly string[]) {
+    this.#bytes = Buffer.allocUnsafe(ids.length * 16);
+    for (const id of ids) if (packUuid(id, this.#bytes, this.#ids.length * 16)) this.#ids.push(id);
+    let size = 16;
+    while (size < this.#ids.length * 2) size *= 2;
+    this.#slots = new Int32Array(size);
+    this.#mask = size - 1;
+    for (let i = 0; i < this.#ids.length; i++) {
+      let h = tail(this.#bytes, i * 16) & this.#mask;
+      while (this.#slots[h] !== 0) h = (h + 1) & this.#mask;
+      this.#slots[h] = i + 1;
+    }
+  }
+
+  /** The id whose bytes are `row[at..at+16)`, if it is one of these. */
+  find(row: Uint8Array, at: number): string | undefined {
+    const bytes = this.#bytes;
+    for (let h = tail(row, at) & this.#mask; ; h = (h + 1) & this.#mask) {
+      const slot = this.#slots[h]!;
+      if (slot === 0) return undefined;
+      const from = (slot - 1) * 16;
+      let same = true;
+      for (let b = 0; b < 16 && same; b++) same = bytes[from + b] === row[at + b];
+      if (same) return this.#ids[slot - 1];
+    }
+  }
+}
+
+function tail(bytes: Uint8Array, at: number): number {
+  return (bytes[at + 12]! << 24) | (bytes[at + 13]! << 16) | (bytes[at + 14]! << 8) | bytes[at + 15]!;
+}
+
+const DASH = 0x2d;
+const NEWLINE = 0x0a;
+/** The value of each lowercase hex digit by its character code; -1 for any other (up to 255). */
+const HEX_DIGIT = new Int8Array(256).fill(-1);
+for (let d = 0; d < 16; d++) HEX_DIGIT[d.toString(16).charCodeAt(0)] = d;
+/** Where the 16 bytes of a UUID's text (8-4-4-4-12 hex digits) start. */
+const UUID_BYTES = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+
+/**
+ * Writes the 16 bytes of `id` into `out` at `at` when it is a UUID in lowercase text (which packs
+ * and unpacks unchanged); false, with `out` partly written, for any other id.
+ */
+function packUuid(id: string, out: Uint8Array, at: number): boolean {
+  if (
+    id.length !== 36 ||
+    id.charCodeAt(8) !== DASH ||
+    id.charCodeAt(13) !== DASH ||
+    id.charCodeAt(18) !== DASH ||
+    id.charCodeAt(23) !== DASH
+  ) {
+    return false;
+  }
+  for (let b = 0; b < 16; b++) {
+    const c = UUID_BYTES[b]!;
+    const high = HEX_DIGIT[id.charCodeAt(c) & 0xff]!;
+    const low = HEX_DIGIT[id.charCodeAt(c + 1) & 0xff]!;
+    if (high < 0 || low < 0 || id.charCodeAt(c) > 0xff || id.charCodeAt(c + 1) > 0xff) return false;
+    out[at + b] = high * 16 + low;
+  }
+  return true;
+}
+
+/**
+ * `count` ids in `lines` (Latin-1, each followed by a newline) packed 16 bytes each, when every one
+ * is a UUID in lowercase text; undefined otherwise. Less than half the size of the text, so a flush
+ * of marks writes fewer pages.
+ */
+function packUuidLines(lines: Buffer, count: number): Buffer | undefined {
+  if (lines.length !== count * 37) return undefined;
+  const out = Buffer.allocUnsafe(count * 16);
+  let bad = 0;
+  for (let i = 0, s = 0, o = 0; i < count; i++, s += 37) {
+    if (
+      lines[s + 8] !== DASH ||
+      lines[s + 13] !== DASH ||
+      lines[s + 18] !== DASH ||
+      lines[s + 23] !== DASH ||
+      lines[s + 36] !== NEWLINE
+    ) {
+      return undefined;
+    }
+    for (let b = 0; b < 16; b++) {
+      const c = s + UUID_BYTES[b]!;
+      const high = HEX_DIGIT[lines[c]!]!;
+      const low = HEX_DIGIT[lines[c + 1]!]!;
+      bad |= high | low;
+      out[o++] = (high << 4) | low;
+    }
+  }
+  return bad < 0 ? undefined : out;
 }

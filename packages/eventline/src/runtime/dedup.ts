@@ -150,113 +150,35 @@ export function eventIdOf(record: StoredRecord): string | undefined {
   return undefined;
 }
 
-/**
- * The consumer runtime's dedup: one `hasMany` per fetched batch before any handler runs, and the
- * ids of handled records marked in batches: within `markDelay` of their handler, and always before
- * the offsets that cover them are committed (the runtime awaits `flush()` before each commit).
- * A crash can therefore repeat only a record handled in the last `markDelay`; `processOnce` of the
- * SQL stores leaves no window at all.
- */
-export class DedupGate {
-  readonly #store: DedupStore;
-  readonly #group: string;
-  readonly #ttlMs: number;
-  readonly #delayMs: number;
-  readonly onDuplicate: ((message: Message<unknown, unknown>) => void) | undefined;
-  /** Handled, not yet handed to a flush. */
-  #pending = new Set<string>();
-  /** Being marked by the flush in progress. */
-  #writing: Set<string> | undefined;
-  #inFlight: Promise<void> | undefined;
-  /** A flush asked for while one runs: it starts when that one ends and takes all that is pending. */
-  #queued: Promise<void> | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #failure: unknown;
-
-  constructor(options: DedupOptions, group: string) {
-    this.#store = options.store;
-    this.#group = group;
-    this.#ttlMs = dedupTtl(options);
-    this.#delayMs = parseDuration(options.markDelay ?? '2ms', 'dedup.markDelay');
-    this.onDuplicate = options.onDuplicate;
-  }
-
-  /** Ids among these records that were processed already (marked, or handled and about to be). */
-  async seen(ids: readonly string[]): Promise<Set<string>> {
-    const found = ids.length === 0 ? new Set<string>() : await hasMany(this.#store, this.#group, ids);
-    for (const id of ids) if (this.pending(id)) found.add(id);
-    return found;
-  }
-
-  /** True when this id was handled and its mark is still on its way. */
-  pending(id: string): boolean {
-    return this.#pending.has(id) || this.#writing?.has(id) === true;
-  }
-
-  /** A record with this id was handled. */
-  handled(id: string): void {
-    this.#pending.add(id);
-    if (this.#pending.size >= 1000) void this.flush().catch(() => {});
-    else this.#timer ??= setTimeout(() => void this.flush().catch(() => {}), this.#delayMs);
-  }
-
-  /** Writes every pending mark durably; rejects when the store fails (the commit must wait then). */
-  flush(): Promise<void> {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    if (this.#inFlight === undefined) return this.#flushNow();
-    const after = (): Promise<void> => {
-      this.#queued = undefined;
-      return this.#flushNow();
-    };
-    this.#queued ??= this.#inFlight.then(after, after);
-    return this.#queued;
-  }
-
-  #flushNow(): Promise<void> {
-    const batch = this.#pending;
-    this.#pending = new Set();
-    this.#writing = batch;
-    const run = (async () => {
-      try {
-        if (batch.size > 0) await markMany(this.#store, this.#group, [...batch], this.#ttlMs);
-        this.#failure = undefined;
-      } catch (err) {
-        // Not marked: they go with the next flush.
-        for (const id of batch) this.#pending.add(id);
-        this.#failure = err;
-        throw err;
-      } finally {
-        this.#writing = undefined;
-        this.#inFlight = undefined;
-      }
-    })();
-    this.#inFlight = run.catch(() => {});
-    return run;
-  }
-
-  /** The last flush failure, if the store has not answered since. */
-  get failure(): unknown {
-    return this.#failure;
-  }
-
-  close(): void {
-    clearTimeout(this.#timer);
-  }
-}
-
-function dedupTtl(options: DedupOptions): number {
+export function dedupTtl(options: DedupOptions): number {
   return parseDuration(options.ttl ?? '7d', 'dedup.ttl');
 }
 
-async function hasMany(store: DedupStore, group: string, ids: readonly string[]): Promise<Set<string>> {
+/** The smallest and the largest of some ids (compared as text, as SQLite does). */
+export function rangeOf(ids: readonly string[]): [string, string] {
+  let low = ids[0]!;
+  let high = low;
+  for (const id of ids) {
+    if (id < low) low = id;
+    else if (id > high) high = id;
+  }
+  return [low, high];
+}
+
+/** `store.hasMany`, or `has` per id for a store without it. */
+export async function hasMany(
+  store: DedupStore,
+  group: string,
+  ids: readonly string[],
+): Promise<Set<string>> {
   if (store.hasMany) return store.hasMany(group, ids);
   const found = new Set<string>();
   for (const id of ids) if (await store.has(group, id)) found.add(id);
   return found;
 }
 
-async function markMany(
+/** `store.markMany`, or `mark` per id for a store without it. */
+export async function markMany(
   store: DedupStore,
   group: string,
   ids: readonly string[],

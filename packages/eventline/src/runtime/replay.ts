@@ -131,6 +131,10 @@ export interface ReplayProgress {
   replayed: number;
   /** Dead letters looked at and left in place (not matching the filter, or past the limit). */
   skipped: number;
+  /** Offsets of the dead-letter topic read so far, past what earlier replays settled. */
+  scanned: number;
+  /** Offsets there were to read when the replay started: `scanned` reaches it unless stopped early. */
+  toScan: number;
 }
 
 export interface ReplayResult extends ReplayProgress {
@@ -317,6 +321,8 @@ export async function replayDeadLetters(bus: Eventline, options: ReplayOptions):
     dryRun,
     replayed: 0,
     skipped: 0,
+    scanned: 0,
+    toScan: book.partitions.reduce((n, p) => n + (p.end - p.committed), 0),
     invalid: 0,
     targets: [],
     stopped: false,
@@ -328,6 +334,7 @@ export async function replayDeadLetters(bus: Eventline, options: ReplayOptions):
     if (done) break;
     // The first dead letter left in place: the settled prefix can grow up to it, not past it.
     let frontier: number | undefined;
+    let position = p.committed;
     for await (const { items, next } of scan(engine, book, p, p.committed, batchSize)) {
       const batches = new Map<string, EncodedRecord[]>();
       const replayed: number[] = [];
@@ -363,9 +370,18 @@ export async function replayDeadLetters(bus: Eventline, options: ReplayOptions):
       if (!dryRun) {
         for (const [topic, records] of batches) await bus.appendEncoded(topic, records);
         await book.settle(p, frontier ?? next, replayed);
+        bus.metrics.replayed.child(dlqTopic).inc(replayed.length);
       }
       result.replayed += replayed.length;
-      options.onProgress?.({ dlqTopic, replayed: result.replayed, skipped: result.skipped });
+      result.scanned += next - position;
+      position = next;
+      options.onProgress?.({
+        dlqTopic,
+        replayed: result.replayed,
+        skipped: result.skipped,
+        scanned: result.scanned,
+        toScan: result.toScan,
+      });
       if (result.replayed >= limit) {
         done = true;
         break;

@@ -10,12 +10,22 @@ import type {
 } from '../engine/types.ts';
 import { EventlineError, fail, isEventlineError } from '../errors.ts';
 import { decodeMessage, type Message } from '../message.ts';
+import {
+  logDeliveryError,
+  logJoined,
+  logLeft,
+  logPartitions,
+  logRecovered,
+} from '../observability/log-lines.ts';
 import type { Logger } from '../observability/logger.ts';
+import { ConsumerInstruments, type EventlineMetrics } from '../observability/metrics.ts';
+import { type Tracing, traceProcess, traceProcessBatch, tracingNow } from '../observability/tracing.ts';
 import { normalizeTopicConfig, type Topic } from '../topic.ts';
 import { type Duration, parseDuration } from '../util/units.ts';
 import { type CodecBinder, prepareDecode, type TopicCodecs } from './codecs.ts';
 import { deadLetterTopic, parkingLotTopic, replaysOf, toDeadLetter } from './dead-letter.ts';
-import { DedupGate, type DedupOptions, eventIdOf } from './dedup.ts';
+import type { DedupOptions } from './dedup.ts';
+import { BatchIds, DedupGate, OffsetIds } from './dedup-gate.ts';
 import { decodeProgress, encodeProgress, type RetryInfo } from './progress.ts';
 import { type RetryOptions, type RetryPolicy, retryPolicy } from './retry.ts';
 
@@ -161,6 +171,28 @@ export interface Subscription {
   stop(): Promise<void>;
   /** Settles when the subscription has stopped. */
   readonly stopped: Promise<void>;
+  /** What the subscription is doing now, for health checks (`bus.health()`). */
+  state(): SubscriptionState;
+}
+
+/**
+ * `starting`: joining its group (join failures are retried); `running`: a member of its group (it
+ * may own no partition when the group has more members than partitions); `stopping`: finishing
+ * in-flight work; `stopped`; `failed`: stopped by an error that retrying cannot fix (the broker
+ * refused to let it join).
+ */
+export type SubscriptionStatus = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+
+export interface SubscriptionState {
+  status: SubscriptionStatus;
+  /** When it entered this status (ms since the epoch). */
+  since: number;
+  /** Partitions owned now. */
+  partitions: number;
+  /** The error that failed it, or the last error of the join or reads that fail now. */
+  error?: Error;
+  /** Set while joining or reading fails on every attempt: when the first of those failures happened. */
+  failingSince?: number;
 }
 
 /** Records of one key in one partition, handled in offset order. */
@@ -175,6 +207,8 @@ interface Lane {
 interface PartitionState extends TopicPartition {
   key: string;
   codecs: TopicCodecs;
+  /** Metrics of this group and topic. */
+  m: ConsumerInstruments;
   /** Offsets taken from the log and not yet passed by the commit position, in order. */
   window: number[];
   head: number;
@@ -194,8 +228,8 @@ interface PartitionState extends TopicPartition {
   buffered: number;
   /** Records that failed and wait for their next attempt. */
   retries: Map<number, RetryInfo>;
-  /** Event ids of taken records, by offset, while dedup needs them. */
-  ids: Map<number, string>;
+  /** The event ids of taken records (the batch each came from), by offset, while dedup needs them. */
+  ids: OffsetIds<BatchIds>;
   /** Finished offsets restored from the commit metadata, skipped when fetched again. */
   restoredDone: Set<number>;
   restoring: boolean;
@@ -211,6 +245,7 @@ export interface SubscriptionDeps {
   codecs: CodecBinder;
   clientId: string;
   logger: Logger;
+  metrics: EventlineMetrics;
   onStopped(sub: Subscription): void;
 }
 
@@ -221,6 +256,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   readonly #engine: Engine;
   readonly #deps: SubscriptionDeps;
   readonly #codecs = new Map<string, TopicCodecs>();
+  readonly #instruments = new Map<string, ConsumerInstruments>();
   readonly #handler: SubscribeOptions<T>['handler'];
   readonly #batchHandler: SubscribeOptions<T>['batchHandler'];
   readonly #onError: (error: Error, info: ErrorInfo) => void;
@@ -233,6 +269,8 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   readonly #byKey: boolean;
   readonly #graceMs: number;
   readonly #commitIntervalMs: number;
+  /** Whether handler calls run in process spans: looked up once per poll (observability/tracing.ts). */
+  #tracing: Tracing | undefined;
   #lastCommit = 0;
   #commitTimer: NodeJS.Timeout | undefined;
   readonly #member: GroupMember;
@@ -254,6 +292,11 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   #readyPromise: Promise<void>;
   #resolveStopped!: () => void;
   readonly stopped: Promise<void>;
+  #status: SubscriptionStatus = 'starting';
+  #statusSince = Date.now();
+  #failure: Error | undefined;
+  #lastError: Error | undefined;
+  #failingSince: number | undefined;
 
   constructor(deps: SubscriptionDeps, options: SubscribeOptions<T>) {
     if (typeof options.group !== 'string' || options.group.length === 0 || options.group.length > 249) {
@@ -313,13 +356,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     }
     this.#graceMs = parseDuration(options.shutdownGrace ?? '30s', 'shutdownGrace');
     this.#commitIntervalMs = parseDuration(options.commitInterval ?? '100ms', 'commitInterval');
-    this.#onError =
-      options.onError ??
-      ((error, info) =>
-        deps.logger.error(
-          { err: error, ...info },
-          info.offset === undefined ? 'subscription error' : 'delivery failed',
-        ));
+    this.#onError = options.onError ?? ((error, info) => logDeliveryError(deps.logger, error, info));
     this.stopped = new Promise((resolve) => {
       this.#resolveStopped = resolve;
     });
@@ -331,14 +368,19 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
       sessionTimeoutMs,
       heartbeatIntervalMs,
       onAssigned: (tps) => {
+        logPartitions(deps.logger, 'assigned', this.group, this.#member.memberId, tps);
         this.#assigned(tps);
         this.#notify(options.onPartitionsAssigned, tps);
       },
       onRevoked: async (tps) => {
+        logPartitions(deps.logger, 'revoked', this.group, this.#member.memberId, tps);
         await this.#revoked(tps);
         this.#notify(options.onPartitionsRevoked, tps);
       },
-      onLost: (tps) => this.#lost(tps),
+      onLost: (tps) => {
+        logPartitions(deps.logger, 'lost', this.group, this.#member.memberId, tps);
+        this.#lost(tps);
+      },
     });
     options.signal?.addEventListener('abort', () => void this.stop(), { once: true });
     this.#readyPromise = this.#start();
@@ -357,21 +399,56 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     return this.#member.assignment();
   }
 
+  state(): SubscriptionState {
+    const error = this.#failure ?? (this.#failingSince === undefined ? undefined : this.#lastError);
+    return {
+      status: this.#status,
+      since: this.#statusSince,
+      partitions: this.#member.assignment().length,
+      ...(error === undefined ? {} : { error }),
+      ...(this.#failingSince === undefined ? {} : { failingSince: this.#failingSince }),
+    };
+  }
+
+  #enter(status: SubscriptionStatus): void {
+    // A failure is final: the stop that follows it does not hide it.
+    if (this.#status === status || this.#status === 'failed') return;
+    this.#status = status;
+    this.#statusSince = Date.now();
+  }
+
+  /** An attempt to join or read failed (`err`), or succeeded (undefined). */
+  #attempted(err?: unknown): void {
+    if (err === undefined) this.#failingSince = undefined;
+    else {
+      this.#lastError = err instanceof Error ? err : new Error(String(err));
+      this.#failingSince ??= Date.now();
+    }
+  }
+
   async #start(): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       if (this.#stopping) fail('EVENTLINE_ERR_CLOSED', `subscription of group ${this.group} was stopped`);
       try {
         await this.#member.join();
+        logJoined(this.#deps.logger, this.group, this.#member.memberId, [...this.#codecs.keys()]);
         break;
       } catch (err) {
         this.#report(err, {});
+        this.#attempted(err);
         if (isEventlineError(err) && !err.retryable) {
+          if (!this.#stopping) {
+            this.#failure = err;
+            this.#enter('failed');
+          }
           void this.stop();
           throw err;
         }
         await sleep(Math.min(100 * 2 ** attempt, 5000));
       }
     }
+    this.#attempted();
+    this.#enter('running');
     void this.#loop();
   }
 
@@ -388,7 +465,10 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
           maxWaitMs: 1000,
           signal: this.#loopAbort.signal,
         });
+        this.#tracing = tracingNow();
+        if (failures > 0) logRecovered(this.#deps.logger, this.group, this.#member.memberId, failures);
         failures = 0;
+        this.#attempted();
         for (const b of batches) {
           const st = this.#parts.get(partitionKey(b.topic, b.partition));
           if (st === undefined || st.gone || st.pendingSeek !== undefined) continue;
@@ -400,6 +480,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
       } catch (err) {
         if (this.#stopping) break;
         this.#report(err, {});
+        this.#attempted(err);
         await sleep(Math.min(100 * 2 ** failures++, 5000));
       }
     }
@@ -407,14 +488,10 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
 
   /** Ids of these records the group processed already; asks the store again until it answers. */
   async #duplicates(st: PartitionState, records: readonly StoredRecord[]): Promise<Set<string>> {
-    const ids: string[] = [];
-    for (const r of records) {
-      const id = eventIdOf(r);
-      if (id === undefined) continue;
-      ids.push(id);
-      // Read once per record: the handler path looks it up by offset.
-      st.ids.set(r.offset, id);
-    }
+    // Read once per batch: the handler path finds a record's id by its offset.
+    const ids = new BatchIds(records);
+    if (ids.count === 0) return new Set();
+    for (const r of records) st.ids.set(r.offset, ids);
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.#dedup!.seen(ids);
@@ -429,6 +506,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   /** A record whose id was processed already: it is finished without its handler. */
   #skip(st: PartitionState, r: StoredRecord): void {
     st.ids.delete(r.offset);
+    st.m.duplicates.value++;
     const onDuplicate = this.#dedup?.onDuplicate;
     if (onDuplicate === undefined) return;
     try {
@@ -441,16 +519,16 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   /** True when this record's id was handled a moment ago (a repeat within what was fetched). */
   #repeat(st: PartitionState, r: StoredRecord): boolean {
     if (this.#dedup === undefined) return false;
-    const id = st.ids.get(r.offset);
-    return id !== undefined && this.#dedup.pending(id);
+    const ids = st.ids.get(r.offset);
+    return ids !== undefined && this.#dedup.repeat(ids, r.offset);
   }
 
   #handled(st: PartitionState, r: StoredRecord): void {
     if (this.#dedup === undefined) return;
-    const id = st.ids.get(r.offset);
-    if (id === undefined) return;
+    const ids = st.ids.get(r.offset);
+    if (ids === undefined) return;
     st.ids.delete(r.offset);
-    this.#dedup.handled(id);
+    this.#dedup.handled(ids, r.offset);
   }
 
   /** True when some owned partition can take more records. */
@@ -472,10 +550,14 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     let records =
       st.restoredDone.size === 0
         ? batch.records
-        : batch.records.filter((r) => !st.restoredDone.delete(r.offset));
+        : batch.records.filter((r) => {
+            if (!st.restoredDone.delete(r.offset)) return true;
+            st.ids.delete(r.offset);
+            return false;
+          });
     if (duplicates !== undefined && duplicates.size > 0) {
       records = records.filter((r) => {
-        const id = st.ids.get(r.offset);
+        const id = st.ids.get(r.offset)?.idAt(r.offset);
         if (id === undefined || !duplicates.has(id)) return true;
         this.#skip(st, r);
         return false;
@@ -597,6 +679,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   }
 
   #markDone(st: PartitionState, offset: number): void {
+    st.ids.delete(offset);
     st.buffered--;
     st.retries.delete(offset);
     if (st.window[st.head] === offset) {
@@ -618,11 +701,33 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     return { signal: st.abort.signal, attempt, group: this.group, memberId: this.#member.memberId };
   }
 
+  /** Calls the handler; inside a process span when tracing is on. */
+  #call(st: PartitionState, r: StoredRecord, message: Message<unknown, unknown>, attempt: number): unknown {
+    const ctx = this.#context(st, attempt);
+    if (this.#tracing === undefined) return this.#handler!(message as MessageOf<T>, ctx);
+    const delivery = { engine: this.#engine, group: this.group, attempt };
+    return traceProcess(this.#tracing, delivery, r, () => this.#handler!(message as MessageOf<T>, ctx));
+  }
+
+  /** Calls the batch handler; inside one process span linked to every record's context when tracing is on. */
+  #callBatch(
+    st: PartitionState,
+    records: StoredRecord[],
+    messages: Message<unknown, unknown>[],
+    attempt: number,
+  ): unknown {
+    const ctx = this.#context(st, attempt);
+    if (this.#tracing === undefined) return this.#batchHandler!(messages as MessageOf<T>[], ctx);
+    const delivery = { engine: this.#engine, group: this.group, attempt };
+    return traceProcessBatch(this.#tracing, delivery, records, () =>
+      this.#batchHandler!(messages as MessageOf<T>[], ctx),
+    );
+  }
+
   /** The fast path: a batch in offset order, one record at a time, while nothing waits. */
   async #runSequential(st: PartitionState, records: StoredRecord[], nextOffset: number): Promise<void> {
     st.running++;
     this.#inflight++;
-    const handler = this.#handler!;
     const { value, key } = st.codecs;
     let i = 0;
     try {
@@ -631,11 +736,13 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         if (st.gone || this.#stopping || st.pendingSeek !== undefined) break;
         const r = records[i]!;
         let message: Message<unknown, unknown> | undefined;
+        let started = 0;
         try {
           if (this.#repeat(st, r)) this.#skip(st, r);
           else {
             message = decodeMessage(r, value, key);
-            const result = handler(message as MessageOf<T>, this.#context(st, 1));
+            started = performance.now();
+            const result = this.#call(st, r, message, 1);
             if (
               result !== null &&
               typeof result === 'object' &&
@@ -643,9 +750,11 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
             ) {
               await result;
             }
+            st.m.handled(started);
             this.#handled(st, r);
           }
         } catch (err) {
+          if (started !== 0) st.m.threw(started);
           if (st.gone) break;
           await this.#toLanes(st, records.slice(i), nextOffset, message, err);
           return;
@@ -687,14 +796,18 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     const r = lane.queue[0]!;
     const attempt = (st.retries.get(r.offset)?.attempt ?? 0) + 1;
     let message: Message<unknown, unknown> | undefined;
+    let started = 0;
     try {
       if (this.#repeat(st, r)) this.#skip(st, r);
       else {
         message = decodeMessage(r, st.codecs.value, st.codecs.key);
-        await this.#handler!(message as MessageOf<T>, this.#context(st, attempt));
+        started = performance.now();
+        await this.#call(st, r, message, attempt);
+        st.m.handled(started);
         this.#handled(st, r);
       }
     } catch (err) {
+      if (started !== 0) st.m.threw(started);
       if (st.gone && st.pendingSeek === undefined) return;
       if (await this.#failed(st, r, message, err, attempt)) {
         lane.queue.shift();
@@ -725,15 +838,23 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         return;
       }
     }
+    let started = 0;
+    let fresh: Message<unknown, unknown>[] = [];
     try {
-      const fresh = messages.filter((m, i) => {
+      fresh = messages.filter((m, i) => {
         if (!this.#repeat(st, records[i]!)) return true;
+        st.m.duplicates.value++;
         this.#dedup?.onDuplicate?.(m);
         return false;
       });
-      if (fresh.length > 0) await this.#batchHandler!(fresh as MessageOf<T>[], this.#context(st, attempt));
+      if (fresh.length > 0) {
+        started = performance.now();
+        await this.#callBatch(st, records, fresh, attempt);
+        st.m.handled(started, fresh.length);
+      }
       for (let i = 0; i < messages.length; i++) this.#handled(st, records[i]!);
     } catch (err) {
+      if (started !== 0) st.m.threw(started, fresh.length);
       if (st.gone && st.pendingSeek === undefined) return;
       if (await this.#failed(st, first, undefined, err, attempt, messages.length)) {
         for (const m of messages) {
@@ -771,18 +892,18 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     if (attempt < this.#retry.attempts && this.#retry.retryable(err, message)) {
       const wait = this.#retry.delay(attempt);
       st.retries.set(record.offset, { attempt, first, due: now + wait });
+      st.m.retries.value++;
       this.#report(err, { ...info, retryInMs: wait, ...(poison ? { poison } : {}) });
       return false;
     }
     if (this.#deadLetters === false) {
+      st.m.dropped.value += count;
       this.#report(err, { ...info, dropped: true, ...(poison ? { poison } : {}) });
       return true;
     }
     const batch = count === 1 ? [record] : this.#batchRecords(st, record, count);
-    const target =
-      replaysOf(record.headers) >= this.#deadLetters.maxReplays
-        ? parkingLotTopic(this.group, st.topic)
-        : deadLetterTopic(this.group, st.topic);
+    const parked = replaysOf(record.headers) >= this.#deadLetters.maxReplays;
+    const target = parked ? parkingLotTopic(this.group, st.topic) : deadLetterTopic(this.group, st.topic);
     try {
       await this.#ensureTopic(target);
       await this.#engine.append(
@@ -804,6 +925,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
       this.#report(publishErr, { ...info, retryInMs: wait });
       return false;
     }
+    (parked ? st.m.parked : st.m.deadLettered).value += batch.length;
     this.#report(err, { ...info, deadLetter: target, ...(poison ? { poison } : {}) });
     return true;
   }
@@ -864,7 +986,17 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
 
   // ---- group callbacks --------------------------------------------------------------------
 
+  #instrumentsOf(topic: string): ConsumerInstruments {
+    let m = this.#instruments.get(topic);
+    if (m === undefined) {
+      m = new ConsumerInstruments(this.#deps.metrics, this.group, topic);
+      this.#instruments.set(topic, m);
+    }
+    return m;
+  }
+
   #assigned(tps: TopicPartition[]): void {
+    this.#deps.metrics.rebalances.child(this.group, 'assigned').inc();
     const states: PartitionState[] = [];
     for (const tp of tps) {
       const key = partitionKey(tp.topic, tp.partition);
@@ -872,6 +1004,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         ...tp,
         key,
         codecs: this.#codecs.get(tp.topic)!,
+        m: this.#instrumentsOf(tp.topic),
         window: [],
         head: 0,
         done: new Set(),
@@ -884,7 +1017,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         running: 0,
         buffered: 0,
         retries: new Map(),
-        ids: new Map(),
+        ids: new OffsetIds(),
         restoredDone: new Set(),
         restoring: true,
         gone: false,
@@ -932,6 +1065,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   }
 
   async #revoked(tps: TopicPartition[]): Promise<void> {
+    this.#deps.metrics.rebalances.child(this.group, 'revoked').inc();
     const states = tps
       .map((tp) => this.#parts.get(partitionKey(tp.topic, tp.partition)))
       .filter((s) => s !== undefined);
@@ -955,6 +1089,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   }
 
   #lost(tps: TopicPartition[]): void {
+    this.#deps.metrics.rebalances.child(this.group, 'lost').inc();
     for (const tp of tps) {
       const st = this.#parts.get(partitionKey(tp.topic, tp.partition));
       if (st === undefined) continue;
@@ -1137,6 +1272,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
   stop(): Promise<void> {
     if (this.#stopPromise) return this.#stopPromise;
     this.#stopping = true;
+    this.#enter('stopping');
     this.#loopAbort.abort();
     this.#wakeLoop();
     this.#stopPromise = (async () => {
@@ -1166,9 +1302,11 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         await this.#commitNow(undefined);
         this.#dedup?.close();
         await this.#member.leave();
+        logLeft(this.#deps.logger, this.group, this.#member.memberId);
       } catch (err) {
         this.#report(err, {});
       } finally {
+        this.#enter('stopped');
         this.#deps.onStopped(this);
         this.#resolveStopped();
       }

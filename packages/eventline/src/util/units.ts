@@ -56,19 +56,45 @@ export function parseSize(input: Size | string, field = 'size'): number {
   return parseUnit(input, SIZE_UNITS, 'size', field);
 }
 
-/** `604800000` → `'7d'`; used when printing settings back to people. */
-export function formatDuration(ms: number | null): string {
+export interface FormatDurationOptions {
+  /**
+   * Round to at most two units, for measured times read by people (`'1h 2m'`, `'4.2s'`, `'850ms'`)
+   * rather than exact settings. Default false.
+   */
+  approximate?: boolean;
+}
+
+const UNITS_DOWN = [
+  ['w', 604_800_000],
+  ['d', 86_400_000],
+  ['h', 3_600_000],
+  ['m', 60_000],
+  ['s', 1000],
+] as const;
+
+/**
+ * `604800000` → `'7d'`; used when printing settings back to people. With `{ approximate: true }`,
+ * `3723456` → `'1h 2m'` (for lag and other measured times).
+ */
+export function formatDuration(ms: number | null, options: FormatDurationOptions = {}): string {
   if (ms === null) return 'forever';
-  for (const [unit, factor] of [
-    ['w', 604_800_000],
-    ['d', 86_400_000],
-    ['h', 3_600_000],
-    ['m', 60_000],
-    ['s', 1000],
-  ] as const) {
+  if (options.approximate) return approximately(ms);
+  for (const [unit, factor] of UNITS_DOWN) {
     if (ms >= factor && ms % factor === 0) return `${ms / factor}${unit}`;
   }
   return `${ms}ms`;
+}
+
+function approximately(ms: number): string {
+  if (ms <= 0) return '0s';
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  if (ms < 10_000) return `${(Math.floor(ms / 100) / 10).toFixed(1)}s`;
+  const i = UNITS_DOWN.findIndex(([, factor]) => ms >= factor);
+  const [unit, factor] = UNITS_DOWN[i]!;
+  const whole = Math.floor(ms / factor);
+  const next = UNITS_DOWN[i + 1];
+  const rest = next === undefined ? 0 : Math.floor((ms - whole * factor) / next[1]);
+  return rest > 0 && next !== undefined ? `${whole}${unit} ${rest}${next[0]}` : `${whole}${unit}`;
 }
 
 /** `1048576` → `'1MiB'`. */

@@ -6,13 +6,14 @@ import { silentLogger } from '../../src/observability/logger.ts';
 
 const BIN = new URL('../../bin/eventline.mjs', import.meta.url).pathname;
 
-interface Run {
+export interface Run {
   code: number;
   stdout: string;
   stderr: string;
 }
 
-function run(url: string, args: string[], input?: string): Promise<Run> {
+/** Runs the real command against an engine URL; resolves with its exit code and output. */
+export function run(url: string, args: string[], input?: string): Promise<Run> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       env: { ...process.env, EVENTLINE_URL: url },
@@ -31,7 +32,7 @@ function run(url: string, args: string[], input?: string): Promise<Run> {
   });
 }
 
-function jsonLines(s: string): Record<string, unknown>[] {
+export function jsonLines(s: string): Record<string, unknown>[] {
   return s
     .trim()
     .split('\n')
@@ -136,7 +137,8 @@ export function cliSuite(name: string, url: string): void {
       assert.deepEqual([p!.committed, p!.end, p!.lag], [2, 4, 2], 'only what was printed is committed');
       const human = await cli(['groups', 'describe', 'cli-g']);
       assert.match(human.stdout, /state: Empty/);
-      assert.match(human.stdout, /cli\.group {2}0 {10}2 {10}4 {4}2 {4}-/);
+      assert.match(human.stdout, /LAG {2}LAG TIME {2}OWNER/);
+      assert.match(human.stdout, /cli\.group {2}0 {10}2 {10}4 {4}2 {4}\S+ +-/);
       const next = await cli(['consume', 'cli.group', '--group', 'cli-g', '--max', '2', '--json']);
       assert.deepEqual(
         jsonLines(next.stdout).map((r) => r.value),
@@ -250,6 +252,8 @@ export function cliSuite(name: string, url: string): void {
         'groups list',
         'groups describe',
         'groups reset-offsets',
+        'topics apply',
+        'tail',
       ]) {
         assert.ok(help.stdout.includes(c), c);
       }

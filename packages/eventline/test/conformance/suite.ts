@@ -7,6 +7,7 @@ import { dbOutageCases } from './cases/db-outage.ts';
 import { deadLetterCases } from './cases/dead-letters.ts';
 import { dedupCases } from './cases/dedup.ts';
 import { groupCases } from './cases/groups.ts';
+import { metricsCases } from './cases/metrics.ts';
 import { outboxCases } from './cases/outbox.ts';
 import { processCases } from './cases/processes.ts';
 import { publishCases } from './cases/publish.ts';
@@ -51,6 +52,7 @@ export const allCases: readonly ConformanceCase[] = [
   ...outboxCases,
   ...requestReplyCases,
   ...viewCases,
+  ...metricsCases,
 ];
 
 /**

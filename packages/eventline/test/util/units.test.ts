@@ -37,3 +37,18 @@ test('formatting gives back the largest whole unit', () => {
   assert.equal(formatSize(1000), '1000B');
   assert.equal(formatSize(null), 'unlimited');
 });
+
+test('approximate durations, for measured times such as lag, keep at most two units', () => {
+  const cases: [number, string][] = [
+    [0, '0s'],
+    [850, '850ms'],
+    [4_270, '4.2s'],
+    [45_300, '45s'],
+    [120_000, '2m'],
+    [3_723_456, '1h 2m'],
+    [90_061_000, '1d 1h'],
+    [1_300_000_000, '2w 1d'],
+  ];
+  for (const [ms, text] of cases) assert.equal(formatDuration(ms, { approximate: true }), text, `${ms} ms`);
+  assert.equal(formatDuration(null, { approximate: true }), 'forever');
+});

@@ -1,14 +1,14 @@
 import type { Message } from '../../message.ts';
 import { avro } from '../../schema/avro.ts';
 import type { SchemaRegistry } from '../../schema/types.ts';
-import { type Command, intOption } from '../main.ts';
+import { type Command, type CommandContext, intOption } from '../main.ts';
 import { type Output, renderBytes, UsageError } from '../output.ts';
 import { registryOf } from './schemas.ts';
 
 /** Decodes an Avro value in the wire format, with the schema it was written with, into JSON data. */
-type ValueDecoder = (raw: Buffer) => Promise<unknown>;
+export type ValueDecoder = (raw: Buffer) => Promise<unknown>;
 
-function avroDecoder(topic: string, registry: () => Promise<SchemaRegistry>): ValueDecoder {
+export function avroDecoder(topic: string, registry: () => Promise<SchemaRegistry>): ValueDecoder {
   const codec = avro().bind({ topic, part: 'value', registry });
   return async (raw) => {
     await codec.prepareDecode?.(raw);
@@ -28,7 +28,29 @@ function jsonSafe(v: unknown): unknown {
   return v;
 }
 
-async function print(out: Output, m: Message<Buffer, string>, decode?: ValueDecoder): Promise<void> {
+/** `--value-format`: `avro`, `raw` or not given; a usage error otherwise. */
+export function valueFormatOption(values: CommandContext['values']): 'avro' | 'raw' | undefined {
+  const format = values['value-format'] as string | undefined;
+  if (format !== undefined && format !== 'avro' && format !== 'raw') {
+    throw new UsageError(`--value-format must be avro or raw, got ${JSON.stringify(format)}`);
+  }
+  return format;
+}
+
+/** A record as `consume` and `tail` print it: the JSON line, and the value and headers as text. */
+export interface ShownRecord {
+  data: object;
+  /** UTF-8 text, `base64:…` for bytes that are not text, `(tombstone)` for null, or the decoded JSON. */
+  value: string;
+  headers: Record<string, string>;
+}
+
+/** Formats a record; a value that does not decode is shown as bytes, with a note on stderr. */
+export async function showRecord(
+  out: Output,
+  m: Message<Buffer, string>,
+  decode?: ValueDecoder,
+): Promise<ShownRecord> {
   let value = renderBytes(m.rawValue);
   let decoded: { data: unknown } | undefined;
   if (decode !== undefined && m.rawValue !== null) {
@@ -41,8 +63,8 @@ async function print(out: Output, m: Message<Buffer, string>, decode?: ValueDeco
   }
   const headers: Record<string, string> = {};
   for (const [name, v] of m.rawHeaders) headers[name] = renderBytes(v).text ?? '';
-  out.record(
-    {
+  return {
+    data: {
       topic: m.topic,
       partition: m.partition,
       offset: m.offset,
@@ -53,12 +75,22 @@ async function print(out: Output, m: Message<Buffer, string>, decode?: ValueDeco
       ...(value.encoding === 'base64' ? { valueEncoding: 'base64' } : {}),
       headers,
     },
+    value:
+      value.text === null ? '(tombstone)' : value.encoding === 'base64' ? `base64:${value.text}` : value.text,
+    headers,
+  };
+}
+
+async function print(out: Output, m: Message<Buffer, string>, decode?: ValueDecoder): Promise<void> {
+  const shown = await showRecord(out, m, decode);
+  out.record(
+    shown.data,
     [
       `${m.topic}/${m.partition}@${m.offset}  ${new Date(m.timestamp).toISOString()}  key=${m.key ?? '(none)'}`,
-      `  headers: ${Object.entries(headers)
+      `  headers: ${Object.entries(shown.headers)
         .map(([k, v]) => `${k}=${v}`)
         .join(', ')}`,
-      `  ${value.text === null ? '(tombstone)' : value.encoding === 'base64' ? `base64:${value.text}` : value.text}`,
+      `  ${shown.value}`,
     ].join('\n'),
   );
 }
@@ -85,10 +117,7 @@ export const commands: Command[] = [
       const timeoutS = intOption(values, 'timeout', 1);
       const partition = intOption(values, 'partition');
       const client = await bus();
-      const format = values['value-format'] as string | undefined;
-      if (format !== undefined && format !== 'avro' && format !== 'raw') {
-        throw new UsageError(`--value-format must be avro or raw, got ${JSON.stringify(format)}`);
-      }
+      const format = valueFormatOption(values);
       let registry: Promise<SchemaRegistry> | undefined;
       const decode =
         format === 'avro' ? avroDecoder(topic, () => (registry ??= registryOf({ values, bus }))) : undefined;

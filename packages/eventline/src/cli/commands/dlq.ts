@@ -3,12 +3,14 @@ import {
   type DeadLetterFilter,
   type DeadLetterSource,
   listDeadLetterTopics,
+  type ReplayResult,
   readDeadLetters,
   replayDeadLetters,
 } from '../../runtime/replay.ts';
 import { parseDuration } from '../../util/units.ts';
 import { type Command, type CommandContext, intOption } from '../main.ts';
 import { renderBytes, table, UsageError } from '../output.ts';
+import { createProgress } from '../progress.ts';
 
 type Values = CommandContext['values'];
 
@@ -251,26 +253,30 @@ export const commands: Command[] = [
       const rate = rateOption(values);
       const dryRun = values['dry-run'] === true;
       const source = sourceOf(positionals, values);
-      const progress = process.stderr.isTTY === true && !dryRun;
-      let lastNote = Date.now();
-      const result = await replayDeadLetters(await bus(), {
-        ...source,
-        filter: filterOf(values),
-        dryRun,
-        signal,
-        ...(values.to === undefined ? {} : { to: values.to as string }),
-        ...(limit === undefined ? {} : { limit }),
-        ...(rate === undefined ? {} : { rate }),
-        ...(progress
-          ? {
-              onProgress: (p) => {
-                if (Date.now() - lastNote < 1000) return;
-                lastNote = Date.now();
-                out.note(`${p.replayed} replayed, ${p.skipped} left in place so far`);
-              },
-            }
-          : {}),
+      const filter = filterOf(values);
+      const client = await bus();
+      const progress = createProgress({
+        label: `dlq replay ${positionals.join(' ')}`,
+        unit: 'records scanned',
+        json: out.json,
       });
+      let result: ReplayResult;
+      try {
+        result = await replayDeadLetters(client, {
+          ...source,
+          filter,
+          dryRun,
+          signal,
+          ...(values.to === undefined ? {} : { to: values.to as string }),
+          ...(limit === undefined ? {} : { limit }),
+          ...(rate === undefined ? {} : { rate }),
+          onProgress: (p) => progress.update(p.scanned, p.toScan),
+        });
+      } catch (err) {
+        progress.clear();
+        throw err;
+      }
+      progress.finish(result.stopped ? 'stopped' : undefined);
       const where = result.targets.map((t) => `${t.topic}/${t.partition} x${t.count}`).join(', ');
       const verb = dryRun ? 'would replay' : 'replayed';
       out.record(

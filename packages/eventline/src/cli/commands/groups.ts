@@ -1,7 +1,9 @@
 import type { ResetTarget } from '../../client.ts';
+import type { CommittedOffset } from '../../engine/types.ts';
 import { formatDuration } from '../../util/units.ts';
 import { type Command, intOption } from '../main.ts';
 import { table, UsageError } from '../output.ts';
+import { createProgress } from '../progress.ts';
 
 export const commands: Command[] = [
   {
@@ -17,23 +19,39 @@ export const commands: Command[] = [
   {
     words: ['groups', 'describe'],
     usage: 'groups describe GROUP',
-    summary: 'per partition: committed offset, end offset, lag, owning member',
+    summary: 'per partition: committed offset, end offset, lag in records and in time, owning member',
     positionals: 1,
     async run({ positionals, out, bus }) {
-      const d = await (await bus()).admin.describeGroup(positionals[0]!);
+      const d = await (await bus()).admin.groupLag(positionals[0]!);
+      // The group is as far behind as its most behind partition: the oldest unread record.
+      const lag = d.partitions.reduce((n, p) => n + p.lag, 0);
+      const lagMs = d.partitions.reduce((n, p) => Math.max(n, p.lagMs), 0);
+      const ago = (ms: number): string => formatDuration(ms, { approximate: true });
       const owner = (id: string | null): string => {
         if (id === null) return '-';
         const m = d.members.find((x) => x.memberId === id);
         return m ? `${m.clientId}@${m.host}` : id;
       };
       out.record(
-        d,
+        { ...d, lag, lagMs },
         [
-          `Group: ${d.group}   state: ${d.state}   generation: ${d.generation ?? '-'}   members: ${d.members.length}`,
+          `Group: ${d.group}   state: ${d.state}   generation: ${d.generation ?? '-'}   members: ${d.members.length}` +
+            `   lag: ${lag} record${lag === 1 ? '' : 's'}, ${ago(lagMs)}`,
           '',
           table(
-            ['TOPIC', 'PARTITION', 'COMMITTED', 'END', 'LAG', 'OWNER'],
-            d.partitions.map((p) => [p.topic, p.partition, p.committed ?? '-', p.end, p.lag, owner(p.owner)]),
+            ['TOPIC', 'PARTITION', 'COMMITTED', 'END', 'LAG', 'LAG TIME', 'OWNER'],
+            [
+              ...d.partitions.map((p) => [
+                p.topic,
+                p.partition,
+                p.committed ?? '-',
+                p.end,
+                p.lag,
+                ago(p.lagMs),
+                owner(p.owner),
+              ]),
+              ...(d.partitions.length > 1 ? [['TOTAL', '', '', '', lag, ago(lagMs), '']] : []),
+            ],
           ),
           ...(d.members.length > 0
             ? [
@@ -45,7 +63,7 @@ export const commands: Command[] = [
                     m.clientId,
                     m.host,
                     m.assignment.length,
-                    m.sinceHeartbeatMs === undefined ? '-' : `${formatDuration(m.sinceHeartbeatMs)} ago`,
+                    m.sinceHeartbeatMs === undefined ? '-' : `${ago(m.sinceHeartbeatMs)} ago`,
                   ]),
                 ),
               ]
@@ -71,6 +89,7 @@ export const commands: Command[] = [
       execute: { type: 'boolean' },
     },
     async run({ values, positionals, out, bus }) {
+      const group = positionals[0]!;
       const spec = values.topic as string | undefined;
       if (spec === undefined) throw new UsageError('--topic is required');
       const [topic, parts] = spec.split(':') as [string, string | undefined];
@@ -92,15 +111,29 @@ export const commands: Command[] = [
         throw new UsageError('give exactly one of --to-earliest, --to-latest, --to-datetime, --to-offset');
       }
       const dryRun = values['dry-run'] === true;
-      const result = await (await bus()).admin.resetOffsets(positionals[0]!, {
-        topic,
-        to: targets[0]!,
-        dryRun,
-        ...(partitions ? { partitions } : {}),
+      const client = await bus();
+      const progress = createProgress({
+        label: `reset-offsets ${group} ${topic}`,
+        unit: 'partitions',
+        json: out.json,
       });
+      let result: CommittedOffset[];
+      try {
+        result = await client.admin.resetOffsets(group, {
+          topic,
+          to: targets[0]!,
+          dryRun,
+          onProgress: (done, total) => progress.update(done, total),
+          ...(partitions ? { partitions } : {}),
+        });
+      } catch (err) {
+        progress.clear();
+        throw err;
+      }
+      progress.finish();
       for (const o of result) {
         out.record(
-          { group: positionals[0], ...o, dryRun },
+          { group, ...o, dryRun },
           `${o.topic}/${o.partition} -> ${o.offset}${dryRun ? ' (dry run)' : ''}`,
         );
       }

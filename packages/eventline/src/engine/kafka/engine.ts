@@ -443,6 +443,9 @@ export class KafkaEngine implements Engine {
   }
 
   async offsetForTimestamp(topic: string, partition: number, timestamp: number): Promise<number> {
+    // The end is read first: a record at or after the time appended between the two requests is
+    // found by the lookup, while an end read after the lookup could step past it.
+    const [b] = await this.listOffsets(topic, [partition]);
     const result = await this.#call(`finding the offset of a time in ${topic}/${partition}`, () =>
       this.#admin.listOffsets({
         topics: [{ name: topic, partitions: [{ partitionIndex: partition, timestamp: BigInt(timestamp) }] }],
@@ -450,9 +453,7 @@ export class KafkaEngine implements Engine {
       }),
     );
     const offset = Number(result[0]?.partitions[0]?.offset ?? -1);
-    if (offset >= 0) return offset;
-    const [b] = await this.listOffsets(topic, [partition]);
-    return b!.end;
+    return offset >= 0 ? offset : b!.end;
   }
 
   watch(): DataWatch {
