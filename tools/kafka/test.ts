@@ -2,7 +2,8 @@
  * `npm run test:kafka`: the suites that need real Kafka.
  *
  * 1. A single node (started here from Maven Central jars): the conformance suite, interop with
- *    another Kafka client, and the CLI, all on the Kafka engine.
+ *    another Kafka client, and the CLI, all on the Kafka engine; and the reference systems under
+ *    apps/ end to end on Kafka.
  * 2. A 3-node cluster (started here): broker crash and restart under load, consumers killed.
  *
  * With KAFKA_BROKERS set, step 1 runs against those brokers instead and step 2 is not run: it kills
@@ -14,13 +15,22 @@ import { spawn } from 'node:child_process';
 import { brokersOf, kafkaPrerequisites, startKafka, stopKafka } from './kafka.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
+/** Step 1: the library's Kafka suites and the apps' end-to-end tests on Kafka. */
+const SINGLE_NODE_SUITES = [
+  'packages/*/test/integration/*.integration.ts',
+  'apps/*/test/**/*.integration.ts',
+];
 const say = (line: string): void => {
   process.stderr.write(`${line}\n`);
 };
 
-function runSuites(pattern: string, brokers: string, extraEnv: Record<string, string> = {}): Promise<number> {
+function runSuites(
+  patterns: string | string[],
+  brokers: string,
+  extraEnv: Record<string, string> = {},
+): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--test', '--test-concurrency=1', pattern], {
+    const child = spawn(process.execPath, ['--test', '--test-concurrency=1', ...[patterns].flat()], {
       cwd: ROOT,
       stdio: 'inherit',
       env: { ...process.env, KAFKA_BROKERS: brokers, KAFKAJS_NO_PARTITIONER_WARNING: '1', ...extraEnv },
@@ -44,7 +54,7 @@ async function main(): Promise<number> {
     say(
       `Kafka suites against KAFKA_BROKERS=${external} (the cluster fault tests need the project's own cluster and are not run)`,
     );
-    return runSuites('packages/*/test/integration/*.integration.ts', external);
+    return runSuites(SINGLE_NODE_SUITES, external);
   }
   const check = kafkaPrerequisites();
   if (!check.ok) {
@@ -58,7 +68,7 @@ async function main(): Promise<number> {
   try {
     const { brokers, ms } = await startKafka('single', { log: say });
     say(`single node up in ${ms} ms`);
-    failed += await runSuites('packages/*/test/integration/*.integration.ts', brokers.join(','));
+    failed += await runSuites(SINGLE_NODE_SUITES, brokers.join(','));
   } finally {
     await stopKafka('single');
   }
