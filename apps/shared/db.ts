@@ -108,6 +108,31 @@ export async function openDatabase(service: string, url?: string): Promise<Servi
   );
 }
 
+/**
+ * A {@link ServiceOutbox} over `outbox`: inside a transaction, the service's statements come from
+ * `withSql` (the database's own statements for that transaction) and its events from the outbox.
+ * `closed` runs once the outbox has closed.
+ */
+function serviceOutbox<Tx extends OutboxTransaction>(
+  outbox: Outbox<Tx>,
+  withSql: <T>(tx: Tx, fn: (sql: Sql) => Promise<T>) => Promise<T>,
+  closed: () => void,
+): ServiceOutbox {
+  return {
+    transaction: (fn) =>
+      outbox.transaction((tx) =>
+        withSql(tx, (sql) =>
+          fn({ ...sql, publish: tx.publish.bind(tx), publishBatch: tx.publishBatch.bind(tx) }),
+        ),
+      ),
+    backlog: () => outbox.backlog(),
+    close: async () => {
+      await outbox.close();
+      closed();
+    },
+  };
+}
+
 // ---- SQLite ----------------------------------------------------------------------------------------
 
 class SqliteDatabase implements ServiceDatabase {
@@ -180,19 +205,13 @@ class SqliteDatabase implements ServiceDatabase {
     await this.#queue;
     const outbox = await createOutbox(bus, { ...options, database: this.#db });
     this.#outbox = outbox;
-    return {
-      transaction: (fn) =>
-        outbox.transaction((tx) =>
-          this.#inside.run(true, () =>
-            fn({ ...this.#sql(), publish: tx.publish.bind(tx), publishBatch: tx.publishBatch.bind(tx) }),
-          ),
-        ),
-      backlog: () => outbox.backlog(),
-      close: async () => {
-        await outbox.close();
+    return serviceOutbox(
+      outbox,
+      (_tx, fn) => this.#inside.run(true, () => fn(this.#sql())),
+      () => {
         if (this.#outbox === outbox) this.#outbox = undefined;
       },
-    };
+    );
   }
 
   async close(): Promise<void> {
@@ -276,17 +295,13 @@ class PostgresDatabase implements ServiceDatabase {
     if (this.#outbox) throw new Error(`${this.description}: the database has an outbox already`);
     const outbox = await createOutbox(bus, { ...options, database: { postgres: this.#pool } });
     this.#outbox = outbox;
-    return {
-      transaction: (fn) =>
-        outbox.transaction((tx) =>
-          fn({ ...pgSql(tx.client), publish: tx.publish.bind(tx), publishBatch: tx.publishBatch.bind(tx) }),
-        ),
-      backlog: () => outbox.backlog(),
-      close: async () => {
-        await outbox.close();
+    return serviceOutbox(
+      outbox,
+      (tx, fn) => fn(pgSql(tx.client)),
+      () => {
         if (this.#outbox === outbox) this.#outbox = undefined;
       },
-    };
+    );
   }
 
   async close(): Promise<void> {

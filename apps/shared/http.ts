@@ -1,8 +1,9 @@
 /**
  * The HTTP side every service shares: a Fastify app whose errors are JSON (`{ statusCode, error,
- * message, field? }`, a 400 naming the bad field), small validators for request bodies, and
- * listening with the URL it ended up on.
+ * message, field? }`, a 400 naming the bad field), small validators for request bodies, the
+ * `/metrics` route, and listening with the URL it ended up on.
  */
+import { type Eventline, metricsHandler } from 'eventline';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 
 /** An error with an HTTP status; `field` names the request field that was wrong. */
@@ -84,6 +85,15 @@ export async function listen(app: FastifyInstance, host: string, port: number): 
   if (address === null || typeof address === 'string') return `http://${host}:${port}`;
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return `http://${shown === '0.0.0.0' || shown === '[::]' ? 'localhost' : shown}:${address.port}`;
+}
+
+/** `GET /metrics`: the Prometheus text of the client's registry (Eventline's metrics and the service's own). */
+export function serveMetrics(app: FastifyInstance, bus: Eventline): void {
+  const handler = metricsHandler(bus);
+  app.get('/metrics', (request, reply) => {
+    reply.hijack();
+    handler(request.raw, reply.raw);
+  });
 }
 
 // ---- request body validation ---------------------------------------------------------------------

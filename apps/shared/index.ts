@@ -31,5 +31,15 @@ export {
   requireInt,
   requireOneOf,
   requireString,
+  serveMetrics,
 } from './http.ts';
-export { type RunningService, runMain, type SystemSetup, serviceLogger } from './service.ts';
+export {
+  type Closer,
+  type RunningService,
+  runMain,
+  type SystemSetup,
+  serviceBus,
+  serviceDatabase,
+  serviceLogger,
+  startService,
+} from './service.ts';

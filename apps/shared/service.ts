@@ -1,7 +1,9 @@
 /**
- * Running a service as a process: `runMain(start)` in each `*-main.ts`.
+ * Starting a service (`startService`: what it opened is closed again on failure and by `close()`)
+ * and running it as a process: `runMain(start)` in each `*-main.ts`.
  */
-import { createLogger, type Eventline, type Logger, type LogLevel, stopOnSignals } from 'eventline';
+import { connect, createLogger, type Eventline, type Logger, type LogLevel, stopOnSignals } from 'eventline';
+import { openDatabase, type ServiceDatabase } from './db.ts';
 
 /** A started service: its name, the base URL it listens on, and how to stop it. */
 export interface RunningService {
@@ -9,6 +11,69 @@ export interface RunningService {
   url: string;
   /** Stops taking requests, finishes in-flight work, closes the database and the engine. */
   close(): Promise<void>;
+}
+
+/** Where a service starting up adds a close step for each thing it opens. */
+export interface Closer {
+  /** Adds a step; on close, steps run last added first. */
+  add(step: () => Promise<void> | void): void;
+}
+
+/**
+ * Starts a service with `start`, which adds to `closer` a step closing each thing right after it
+ * opens it. When `start` throws, what it had opened is closed and the error rethrown. Otherwise the
+ * service gets a `close()` that runs every step once, last added first, going on when one fails and
+ * rethrowing the first failure; later calls return the same promise.
+ */
+export async function startService<S extends object>(
+  start: (closer: Closer) => Promise<S>,
+): Promise<S & { close(): Promise<void> }> {
+  const steps: (() => Promise<void> | void)[] = [];
+  const closeAll = async (): Promise<void> => {
+    let failure: { err: unknown } | undefined;
+    for (const step of steps) {
+      try {
+        await step();
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+    if (failure) throw failure.err;
+  };
+  try {
+    const service = await start({ add: (step) => void steps.unshift(step) });
+    let closing: Promise<void> | undefined;
+    return Object.assign(service, { close: () => (closing ??= closeAll()) });
+  } catch (err) {
+    await closeAll().catch(() => {});
+    throw err;
+  }
+}
+
+/**
+ * A service's Eventline client: `client` itself when the caller passed one (it stays open when the
+ * service closes), else a new client of that engine URL named `clientId`, closed with the service.
+ */
+export async function serviceBus(
+  closer: Closer,
+  clientId: string,
+  client: Eventline | string,
+): Promise<Eventline> {
+  if (typeof client !== 'string') return client;
+  const bus = await connect(client, { clientId });
+  closer.add(() => bus.close());
+  return bus;
+}
+
+/** `service`'s own database (see {@link openDatabase}), closed with the service. */
+export async function serviceDatabase(
+  closer: Closer,
+  service: string,
+  url: string | undefined,
+): Promise<ServiceDatabase> {
+  const db = await openDatabase(service, url);
+  closer.add(() => db.close());
+  return db;
 }
 
 /**

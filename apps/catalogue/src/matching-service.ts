@@ -5,7 +5,7 @@
  * its log and metrics. Valid requests are queued in its own database and paired: two users, same
  * topic and difficulty.
  */
-import { connect, type Eventline, type Logger, metricsHandler } from 'eventline';
+import type { Eventline, Logger } from 'eventline';
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge } from 'prom-client';
 import {
@@ -16,16 +16,18 @@ import {
   HttpError,
   listen,
   objectBody,
-  openDatabase,
   type RunningService,
   requireString,
   type ServiceDatabase,
+  serveMetrics,
+  serviceBus,
+  serviceDatabase,
   serviceLogger,
+  startService,
 } from '../../shared/index.ts';
 import { type CatalogueTopicNames, type CatalogueTopics, catalogueTopics } from './events.ts';
 import { CatalogueLists, ListUnavailableError } from './lists.ts';
 import { cancelRequest, enqueue, getRequest, migrate, queueLength } from './match-queue.ts';
-import { runAll } from './steps.ts';
 
 export const MATCHING_SERVICE = 'matching-service';
 
@@ -71,12 +73,12 @@ export async function startMatchingService(config: MatchingServiceConfig = {}): 
     config.questionServiceUrl ?? envString('QUESTION_SERVICE_URL', 'http://127.0.0.1:8001');
   const fallbackTimeoutMs = config.fallbackTimeoutMs ?? envDuration('QUESTION_SERVICE_TIMEOUT', '2s');
   const logger = config.logger ?? serviceLogger(MATCHING_SERVICE);
-  const ownBus = config.bus === undefined;
-  const bus =
-    config.bus ?? (await connect(config.eventlineUrl ?? env.eventlineUrl, { clientId: MATCHING_SERVICE }));
-  const cleanup: (() => Promise<void>)[] = [];
-  if (ownBus) cleanup.push(() => bus.close());
-  try {
+  return startService(async (closer) => {
+    const bus = await serviceBus(
+      closer,
+      MATCHING_SERVICE,
+      config.bus ?? config.eventlineUrl ?? env.eventlineUrl,
+    );
     const topics = catalogueTopics(config.topicNames);
     await bus.ensureTopics([topics.topics, topics.difficulties]);
     const registry = bus.metrics.registry;
@@ -88,13 +90,10 @@ export async function startMatchingService(config: MatchingServiceConfig = {}): 
       registry,
       logger,
     });
-    cleanup.unshift(() => lists.close());
+    closer.add(() => lists.close());
 
-    const db = await openDatabase(
-      MATCHING_SERVICE,
-      'databaseUrl' in config ? config.databaseUrl : env.databaseUrl,
-    );
-    cleanup.unshift(() => db.close());
+    const databaseUrl = 'databaseUrl' in config ? config.databaseUrl : env.databaseUrl;
+    const db = await serviceDatabase(closer, MATCHING_SERVICE, databaseUrl);
     await migrate(db);
 
     const outcomes = new Counter({
@@ -115,7 +114,7 @@ export async function startMatchingService(config: MatchingServiceConfig = {}): 
         }
       },
     });
-    cleanup.unshift(async () => {
+    closer.add(() => {
       for (const m of [outcomes, waiting])
         registry.removeSingleMetric((m as unknown as { name: string }).name);
     });
@@ -193,31 +192,11 @@ export async function startMatchingService(config: MatchingServiceConfig = {}): 
       fromViews: lists.fromViews,
       eventline: await bus.health(),
     }));
-    const serveMetrics = metricsHandler(bus);
-    app.get('/metrics', (request, reply) => {
-      reply.hijack();
-      serveMetrics(request.raw, reply.raw);
-    });
-    cleanup.unshift(() => app.close());
+    serveMetrics(app, bus);
+    closer.add(() => app.close());
 
     const url = await listen(app, config.host ?? env.host, config.port ?? env.port);
     logger.info({ url, questionServiceUrl }, 'matching service: listening');
-    let closing: Promise<void> | undefined;
-    return {
-      name: MATCHING_SERVICE,
-      url,
-      bus,
-      topics,
-      lists,
-      db,
-      app,
-      close: () => {
-        closing ??= runAll(cleanup);
-        return closing;
-      },
-    };
-  } catch (err) {
-    await runAll(cleanup).catch(() => {});
-    throw err;
-  }
+    return { name: MATCHING_SERVICE, url, bus, topics, lists, db, app };
+  });
 }

@@ -6,7 +6,7 @@
  * and its event commit together; the seed published from a signal after the save and could lose
  * the event. At start-up it registers the schemas and publishes both lists.
  */
-import { connect, type Eventline, type Logger, metricsHandler, type PublishResult } from 'eventline';
+import type { Eventline, Logger, PublishResult } from 'eventline';
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import {
@@ -17,12 +17,15 @@ import {
   listen,
   type OutboxSql,
   objectBody,
-  openDatabase,
   type RunningService,
   requireString,
   type ServiceDatabase,
   type ServiceOutbox,
+  serveMetrics,
+  serviceBus,
+  serviceDatabase,
   serviceLogger,
+  startService,
 } from '../../shared/index.ts';
 import {
   type CatalogueTopicNames,
@@ -47,7 +50,6 @@ import {
   updateQuestion,
 } from './questions.ts';
 import { SEED_QUESTIONS } from './seed-data.ts';
-import { runAll } from './steps.ts';
 
 export const QUESTION_SERVICE = 'question-service';
 
@@ -90,25 +92,22 @@ const TEXT_LIMITS = { title: 200, description: 5000, topic: 100, difficulty: 50 
 export async function startQuestionService(config: QuestionServiceConfig = {}): Promise<QuestionService> {
   const env = commonConfig('QUESTION_SERVICE_PORT', 8001);
   const logger = config.logger ?? serviceLogger(QUESTION_SERVICE);
-  const ownBus = config.bus === undefined;
-  const bus =
-    config.bus ?? (await connect(config.eventlineUrl ?? env.eventlineUrl, { clientId: QUESTION_SERVICE }));
-  const cleanup: (() => Promise<void>)[] = [];
-  if (ownBus) cleanup.push(() => bus.close());
-  try {
+  return startService(async (closer) => {
+    const bus = await serviceBus(
+      closer,
+      QUESTION_SERVICE,
+      config.bus ?? config.eventlineUrl ?? env.eventlineUrl,
+    );
     const topics = catalogueTopics(config.topicNames);
     await bus.ensureTopics([topics.topics, topics.difficulties]);
     const schemas = await registerSchemas(bus, topics);
     logger.info({ schemas }, 'question service: schemas registered');
 
     const metrics = questionMetrics(bus, schemas);
-    cleanup.unshift(async () => metrics.remove());
+    closer.add(() => metrics.remove());
 
-    const db = await openDatabase(
-      QUESTION_SERVICE,
-      'databaseUrl' in config ? config.databaseUrl : env.databaseUrl,
-    );
-    cleanup.unshift(() => db.close());
+    const databaseUrl = 'databaseUrl' in config ? config.databaseUrl : env.databaseUrl;
+    const db = await serviceDatabase(closer, QUESTION_SERVICE, databaseUrl);
     await migrate(db);
     const outbox = await db.createOutbox(bus, {
       name: QUESTION_SERVICE,
@@ -191,34 +190,13 @@ export async function startQuestionService(config: QuestionServiceConfig = {}): 
       const report = await bus.health();
       return reply.status(report.ready ? 200 : 503).send({ service: QUESTION_SERVICE, ...report });
     });
-    const serveMetrics = metricsHandler(bus);
-    app.get('/metrics', (request, reply) => {
-      reply.hijack();
-      serveMetrics(request.raw, reply.raw);
-    });
-    cleanup.unshift(() => app.close());
+    serveMetrics(app, bus);
+    closer.add(() => app.close());
 
     const url = await listen(app, config.host ?? env.host, config.port ?? env.port);
     logger.info({ url }, 'question service: listening');
-    let closing: Promise<void> | undefined;
-    return {
-      name: QUESTION_SERVICE,
-      url,
-      bus,
-      topics,
-      db,
-      outbox,
-      schemas,
-      app,
-      close: () => {
-        closing ??= runAll(cleanup);
-        return closing;
-      },
-    };
-  } catch (err) {
-    await runAll(cleanup).catch(() => {});
-    throw err;
-  }
+    return { name: QUESTION_SERVICE, url, bus, topics, db, outbox, schemas, app };
+  });
 }
 
 function summary(published: readonly ListPublication[]): Record<string, unknown> {

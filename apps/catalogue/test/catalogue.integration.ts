@@ -10,43 +10,23 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { connect } from 'eventline';
 import { kafkaBrokers } from '../../../packages/eventline/test/integration/kafka-env.ts';
-import { runSetup } from '../src/setup.ts';
 import {
   http,
   metric,
-  type ServiceProcess,
   scrape,
-  startProcess,
-  tempDir,
+  serviceProcesses,
+  stopProcess,
   unique,
   waitFor,
-} from './helpers.ts';
+} from '../../shared/test/helpers.ts';
+import { runSetup } from '../src/setup.ts';
 
 const QUESTION_MAIN = new URL('../src/question-service-main.ts', import.meta.url);
 const MATCHING_MAIN = new URL('../src/matching-service-main.ts', import.meta.url);
 const KAFKA_URL = `kafka://${kafkaBrokers()}`;
 
-const temp = tempDir('catalogue-kafka');
-const running = new Set<ServiceProcess>();
-after(async () => {
-  for (const p of running) {
-    p.process.kill('SIGKILL');
-    await p.exited;
-  }
-  temp.remove();
-});
-
-async function start(script: URL, env: Record<string, string>): Promise<ServiceProcess> {
-  const p = await startProcess(script, { cwd: temp.dir, env });
-  running.add(p);
-  void p.exited.then(() => running.delete(p));
-  return p;
-}
-
-async function stop(p: ServiceProcess): Promise<number | string> {
-  p.process.kill('SIGTERM');
-  return p.exited;
-}
+const services = serviceProcesses('catalogue-kafka');
+after(() => services.cleanup());
 
 const ask = (url: string, user: string, topic: string, difficulty: string) =>
   http('POST', `${url}/api/match`, { user, topic, difficulty });
@@ -61,18 +41,17 @@ test('on Kafka: a deleted topic is rejected by the matching service, which keeps
     EVENTLINE_URL: KAFKA_URL,
     QUESTION_SERVICE_PORT: '0',
     MATCHING_SERVICE_PORT: '0',
-    DATABASE_URL: `sqlite:${join(temp.dir, 'questions.db')}`,
+    DATABASE_URL: `sqlite:${join(services.dir, 'questions.db')}`,
   };
-  const questions = await start(QUESTION_MAIN, env);
-  const matching = await start(MATCHING_MAIN, {
+  const questions = await services.start(QUESTION_MAIN, env);
+  const matching = await services.start(MATCHING_MAIN, {
     ...env,
-    DATABASE_URL: `sqlite:${join(temp.dir, 'matching.db')}`,
+    DATABASE_URL: `sqlite:${join(services.dir, 'matching.db')}`,
     QUESTION_SERVICE_URL: questions.url,
   });
   await waitFor(
     'the views to hold both lists',
     async () => (await http('GET', `${matching.url}/health`)).body.fromViews,
-    60_000,
   );
 
   // The topics on Kafka: compacted, one partition, Avro values under the registered subjects.
@@ -111,7 +90,7 @@ test('on Kafka: a deleted topic is rejected by the matching service, which keeps
   });
   assert.equal(rejected.body.field, 'topic');
 
-  assert.equal(await stop(questions), 0);
+  assert.equal(await stopProcess(questions), 0);
   assert.equal((await ask(matching.url, 'dave', 'Arrays', 'medium')).status, 202);
   const second = await ask(matching.url, 'erin', 'Arrays', 'medium');
   assert.equal(second.status, 200);
@@ -119,7 +98,7 @@ test('on Kafka: a deleted topic is rejected by the matching service, which keeps
   const m = await scrape(matching.url);
   assert.equal(metric(m, 'matching_http_fallback_total{list="topics",outcome="error"}'), 0);
   assert.equal(metric(m, `eventline_view_ready{topic="${names.TOPIC_TOPICS_UPDATED}"}`), 1);
-  assert.equal(await stop(matching), 0);
+  assert.equal(await stopProcess(matching), 0);
 
   // The setup command on Kafka: --publish-only publishes the question database's lists again.
   const lines: string[] = [];

@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect, startRegistryServer } from 'eventline';
+import { captureLogger, http, metric, scrape, tempDir, unique, waitFor } from '../../shared/test/helpers.ts';
 import { createTempDatabase } from '../../shared/test/pg.ts';
 import {
   type MatchingService,
@@ -15,7 +16,6 @@ import {
   startMatchingService,
 } from '../src/matching-service.ts';
 import { type QuestionService, startQuestionService } from '../src/question-service.ts';
-import { captureLogger, http, metric, scrape, tempDir, unique, waitFor } from './helpers.ts';
 
 const temp = tempDir('catalogue-matching');
 after(() => temp.remove());
@@ -259,7 +259,7 @@ describe('while a view cannot answer, the question service is asked over HTTP', 
       // The registry comes up: the views decode the lists and take over.
       const server = await startRegistryServer(await qs.bus.registry(), { port });
       try {
-        await waitFor('the views to be ready', () => ms.lists.fromViews, 60_000);
+        await waitFor('the views to be ready', () => ms.lists.fromViews);
         const later = await ask(ms, 'bob', 'Arrays', 'easy');
         assert.equal(later.status, 200);
         assert.deepEqual(later.body.validatedFrom, { topics: 'view', difficulties: 'view' });

@@ -7,44 +7,25 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { http, metric, type ServiceProcess, scrape, startProcess, tempDir, waitFor } from './helpers.ts';
+import { http, metric, scrape, serviceProcesses, stopProcess, waitFor } from '../../shared/test/helpers.ts';
 
 const QUESTION_MAIN = new URL('../src/question-service-main.ts', import.meta.url);
 const MATCHING_MAIN = new URL('../src/matching-service-main.ts', import.meta.url);
 
-const temp = tempDir('catalogue-processes');
-const running = new Set<ServiceProcess>();
-after(async () => {
-  for (const p of running) {
-    p.process.kill('SIGKILL');
-    await p.exited;
-  }
-  temp.remove();
-});
-
-async function start(script: URL, env: Record<string, string>): Promise<ServiceProcess> {
-  const p = await startProcess(script, { cwd: temp.dir, env });
-  running.add(p);
-  void p.exited.then(() => running.delete(p));
-  return p;
-}
-
-async function stop(p: ServiceProcess): Promise<number | string> {
-  p.process.kill('SIGTERM');
-  return p.exited;
-}
+const services = serviceProcesses('catalogue-processes');
+after(() => services.cleanup());
 
 test('with the question service stopped, the matching service keeps working from its views', async () => {
   const env = {
-    EVENTLINE_URL: `sqlite:${join(temp.dir, 'events.db')}`,
+    EVENTLINE_URL: `sqlite:${join(services.dir, 'events.db')}`,
     QUESTION_SERVICE_PORT: '0',
     MATCHING_SERVICE_PORT: '0',
   };
-  const questions = await start(QUESTION_MAIN, env);
+  const questions = await services.start(QUESTION_MAIN, env);
   // Each service keeps its state in its own database, by default under .eventline/apps/.
-  assert.ok(existsSync(join(temp.dir, '.eventline/apps/question-service.db')));
-  let matching = await start(MATCHING_MAIN, { ...env, QUESTION_SERVICE_URL: questions.url });
-  assert.ok(existsSync(join(temp.dir, '.eventline/apps/matching-service.db')));
+  assert.ok(existsSync(join(services.dir, '.eventline/apps/question-service.db')));
+  let matching = await services.start(MATCHING_MAIN, { ...env, QUESTION_SERVICE_URL: questions.url });
+  assert.ok(existsSync(join(services.dir, '.eventline/apps/matching-service.db')));
   await waitFor(
     'the views to hold both lists',
     async () => (await http('GET', `${matching.url}/health`)).body.fromViews,
@@ -64,7 +45,7 @@ test('with the question service stopped, the matching service keeps working from
     ((await http('GET', `${matching.url}/api/lists`)).body.topics.items as string[]).includes('Graphs'),
   );
 
-  assert.equal(await stop(questions), 0, 'the question service stops cleanly on SIGTERM');
+  assert.equal(await stopProcess(questions), 0, 'the question service stops cleanly on SIGTERM');
   await assert.rejects(fetch(`${questions.url}/api/topics`), 'the question service is gone');
 
   const pairUp = async (a: string, b: string, topic: string): Promise<string> => {
@@ -91,8 +72,8 @@ test('with the question service stopped, the matching service keeps working from
 
   // The matching service restarts while the question service is still down: its views are rebuilt
   // from the log, and it goes on without ever asking the question service.
-  assert.equal(await stop(matching), 0, 'the matching service stops cleanly on SIGTERM');
-  matching = await start(MATCHING_MAIN, { ...env, QUESTION_SERVICE_URL: questions.url });
+  assert.equal(await stopProcess(matching), 0, 'the matching service stops cleanly on SIGTERM');
+  matching = await services.start(MATCHING_MAIN, { ...env, QUESTION_SERVICE_URL: questions.url });
   await waitFor(
     'the views to hold both lists',
     async () => (await http('GET', `${matching.url}/health`)).body.fromViews,
@@ -105,7 +86,7 @@ test('with the question service stopped, the matching service keeps working from
   const before = await http('GET', `${matching.url}/api/match/requests/${aliceRequest}`);
   assert.equal(before.body.request.status, 'matched');
   assert.deepEqual(before.body.match.users, ['alice', 'bob']);
-  assert.equal(await stop(matching), 0);
+  assert.equal(await stopProcess(matching), 0);
   assert.equal(
     matching.log.filter((l) => typeof l === 'object' && /over HTTP/.test(String((l as { msg?: string }).msg)))
       .length,

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { connect, type Eventline } from 'eventline';
+import { captureLogger, http, metric, scrape, tempDir, unique, waitFor } from '../../shared/test/helpers.ts';
 import { createTempDatabase } from '../../shared/test/pg.ts';
 import { TOPICS_KEY } from '../src/events.ts';
 import {
@@ -16,7 +17,6 @@ import {
 } from '../src/question-service.ts';
 import { DifficultiesUpdatedSchema, TopicsUpdatedSchema } from '../src/schemas.ts';
 import { SEED_QUESTIONS } from '../src/seed-data.ts';
-import { captureLogger, http, metric, scrape, tempDir, unique, waitFor } from './helpers.ts';
 
 const temp = tempDir('catalogue-questions');
 after(() => temp.remove());

@@ -3,46 +3,30 @@
  * `--publish-only`, both steps by default, and bad arguments.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { connect } from 'eventline';
+import { captureLogger, type Run, runScript, tempDir, unique } from '../../shared/test/helpers.ts';
 import { catalogueTopics } from '../src/events.ts';
 import { startQuestionService } from '../src/question-service.ts';
 import { SEED_QUESTIONS } from '../src/seed-data.ts';
-import { captureLogger, tempDir, unique } from './helpers.ts';
 
 const SETUP = new URL('../src/setup.ts', import.meta.url);
 const temp = tempDir('catalogue-setup');
 after(() => temp.remove());
 
-function runSetup(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [SETUP.pathname, ...args], {
-      cwd: temp.dir,
-      env: { ...process.env, EVENTLINE_LOG_LEVEL: 'error', ...env },
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.stderr.on('data', (d) => {
-      err += d;
-    });
-    child.on('exit', (code) => resolve({ code, out, err }));
+const runSetup = (args: string[], env: Record<string, string>): Promise<Run> =>
+  runScript(SETUP.pathname, args, {
+    cwd: temp.dir,
+    env: { ...process.env, EVENTLINE_LOG_LEVEL: 'error', ...env },
   });
-}
 
 test('--register-schemas-only registers the two schemas and nothing else', async () => {
   const engine = `sqlite:${join(temp.dir, `${unique('schemas')}.db`)}`;
   const r = await runSetup(['--register-schemas-only'], { EVENTLINE_URL: engine });
-  assert.equal(r.code, 0, r.err);
-  assert.match(r.out, /schema topics\.updated-value: id \d+, version 1 \(built-in\)/);
-  assert.match(r.out, /schema difficulties\.updated-value: id \d+, version 1/);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /schema topics\.updated-value: id \d+, version 1 \(built-in\)/);
+  assert.match(r.stdout, /schema difficulties\.updated-value: id \d+, version 1/);
   const bus = await connect(engine);
   try {
     assert.deepEqual((await (await bus.registry()).subjects()).sort(), [
@@ -65,10 +49,10 @@ test('--publish-only publishes the lists held in the question database; no flag 
   const env = { EVENTLINE_URL: engine, DATABASE_URL: database };
   // A new database has no questions: the lists are published empty.
   const first = await runSetup([], env);
-  assert.equal(first.code, 0, first.err);
-  assert.match(first.out, /topic topics\.updated: create/);
-  assert.match(first.out, /schema topics\.updated-value: id \d+/);
-  assert.match(first.out, /published topics\.updated: version 1, 0 item\(s\)/);
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(first.stdout, /topic topics\.updated: create/);
+  assert.match(first.stdout, /schema topics\.updated-value: id \d+/);
+  assert.match(first.stdout, /published topics\.updated: version 1, 0 item\(s\)/);
 
   // The question service fills the database (seed questions) and publishes version 2 at start-up.
   const qs = await startQuestionService({
@@ -79,11 +63,11 @@ test('--publish-only publishes the lists held in the question database; no flag 
   });
   await qs.close();
   const second = await runSetup(['--publish-only'], env);
-  assert.equal(second.code, 0, second.err);
-  assert.doesNotMatch(second.out, /schema/);
+  assert.equal(second.code, 0, second.stderr);
+  assert.doesNotMatch(second.stdout, /schema/);
   const topicsCount = new Set(SEED_QUESTIONS.map((q) => q.topic)).size;
   assert.match(
-    second.out,
+    second.stdout,
     new RegExp(`published topics\\.updated: version 3, ${topicsCount} item\\(s\\): Arrays, `),
   );
 
@@ -107,9 +91,9 @@ test('--publish-only publishes the lists held in the question database; no flag 
 test('bad arguments exit with 2 and say what was wrong', async () => {
   const both = await runSetup(['--register-schemas-only', '--publish-only'], {});
   assert.equal(both.code, 2);
-  assert.match(both.err, /cannot be combined/);
+  assert.match(both.stderr, /cannot be combined/);
   const unknown = await runSetup(['--schemas'], {});
   assert.equal(unknown.code, 2);
-  assert.match(unknown.err, /Unknown option '--schemas'/);
-  assert.match(unknown.err, /usage: setup\.ts/);
+  assert.match(unknown.stderr, /Unknown option '--schemas'/);
+  assert.match(unknown.stderr, /usage: setup\.ts/);
 });

@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { serviceLogger } from '../../shared/index.ts';
+import { http, unique } from '../../shared/test/helpers.ts';
 import { type AiService, startAiService } from '../src/ai-service.ts';
 import { type ContentService, startContentService } from '../src/content-service.ts';
 import { OfflineProvider } from '../src/llm/offline.ts';
-import { http, unique } from './helpers.ts';
 
 let dir: string;
 let ai: AiService;

@@ -11,12 +11,12 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect, type Eventline, type LogLevel, readDeadLetters, replayDeadLetters } from 'eventline';
 import { serviceLogger } from '../../shared/index.ts';
+import { http, readTopic, startProcess, stopProcess, unique, waitFor } from '../../shared/test/helpers.ts';
 import { createTempDatabase } from '../../shared/test/pg.ts';
 import { type AiService, startAiService } from '../src/ai-service.ts';
 import { type ContentService, type StoredRequest, startContentService } from '../src/content-service.ts';
 import { type QuestionTopicNames, questionTopics } from '../src/events.ts';
 import { OfflineProvider } from '../src/llm/offline.ts';
-import { http, readTopic, spawnService, stopProcess, unique, waitFor } from './helpers.ts';
 
 export interface EngineUnderTest {
   name: string;
@@ -369,7 +369,7 @@ export function runScenarios(engine: EngineUnderTest): void {
       });
       open.push(content);
       // The first generator's LLM takes ten minutes: it is killed in the middle of the call.
-      const first = await spawnService(AI_MAIN, { ...env, LLM_OFFLINE_DELAY: '10m' });
+      const first = await startProcess(AI_MAIN, { env: { ...env, LLM_OFFLINE_DELAY: '10m' } });
       try {
         const accepted = await http('POST', `${first.url}${GENERATE}`, {
           request_id: 'crash-1',
@@ -382,12 +382,12 @@ export function runScenarios(engine: EngineUnderTest): void {
           const r = await http('GET', `${first.url}/llm/questions/requests/crash-1`);
           return r.body.attempts === 1;
         });
-        first.child.kill('SIGKILL');
+        first.process.kill('SIGKILL');
         assert.equal(await first.exited, 'SIGKILL');
       } finally {
         await stopProcess(first);
       }
-      const second = await spawnService(AI_MAIN, env);
+      const second = await startProcess(AI_MAIN, { env });
       try {
         const stored = await settled(content.url, 'crash-1');
         assert.equal(stored.status, 'completed');

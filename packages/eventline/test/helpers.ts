@@ -116,3 +116,78 @@ export function spawnNode(script: URL, arg: unknown): Child {
     },
   };
 }
+
+/** What a finished process printed, and its exit code (-1 when a signal ended it). */
+export interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A script running as a process: its output so far, and how it ended once it did. */
+export interface Started {
+  readonly child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Its non-empty stdout lines so far. */
+  lines(): string[];
+  /** Resolves with the exit code (or signal name) once it ended and its output was read. */
+  readonly exited: Promise<number | string>;
+  /** Resolves once it ended: exit code and everything it printed. */
+  result(): Promise<Run>;
+}
+
+export interface ScriptOptions {
+  /** The child's whole environment; default ours. */
+  env?: NodeJS.ProcessEnv;
+  /** Its working directory; default ours. */
+  cwd?: string;
+  /** Written to its stdin, which is then closed; without it, stdin is empty (`/dev/null`). */
+  input?: string;
+}
+
+/** Starts `script` (a `.ts` or `.mjs` file) with the same Node and `args`, keeping its output. */
+export function startScript(script: string, args: readonly string[], options: ScriptOptions = {}): Started {
+  const child = spawn(process.execPath, [script, ...args], {
+    env: options.env ?? process.env,
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => {
+    stdout += d;
+  });
+  child.stderr!.on('data', (d) => {
+    stderr += d;
+  });
+  if (options.input !== undefined) {
+    // A child that exits without reading its input must not fail the test with EPIPE.
+    child.stdin!.on('error', () => {});
+    child.stdin!.end(options.input);
+  }
+  // 'close', not 'exit': by then all of its output has been read.
+  const exited = new Promise<number | string>((resolve) =>
+    child.on('close', (code, signal) => resolve(code ?? signal ?? -1)),
+  );
+  return {
+    child,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    lines: () => stdout.split('\n').filter(Boolean),
+    exited,
+    result: async () => {
+      const code = await exited;
+      return { code: typeof code === 'number' ? code : -1, stdout, stderr };
+    },
+  };
+}
+
+/** Runs `script` with the same Node to its end; resolves with its exit code and output. */
+export function runScript(
+  script: string,
+  args: readonly string[],
+  options: ScriptOptions = {},
+): Promise<Run> {
+  return startScript(script, args, options).result();
+}

@@ -3,7 +3,6 @@
  * processes against an engine URL: the same cases on the embedded engine and on Kafka.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,35 +13,7 @@ import { silentLogger } from '../../src/observability/logger.ts';
 import { defineTopic } from '../../src/topic.ts';
 import { deadLetters } from '../conformance/cases/dead-letters.ts';
 import { unique, waitFor } from '../helpers.ts';
-import { jsonLines, run } from './suite.ts';
-
-const BIN = new URL('../../bin/eventline.mjs', import.meta.url).pathname;
-
-/** A long-running command (`tail`): its output so far, and its exit code once it ends. */
-function start(url: string, args: string[]) {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    env: { ...process.env, EVENTLINE_URL: url },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => {
-    stdout += d;
-  });
-  child.stderr.on('data', (d) => {
-    stderr += d;
-  });
-  const exited = new Promise<number | string>((resolve) =>
-    child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)),
-  );
-  return {
-    child,
-    stdout: () => stdout,
-    stderr: () => stderr,
-    exited,
-    lines: () => stdout.split('\n').filter(Boolean),
-  };
-}
+import { jsonLines, run, start } from './suite.ts';
 
 export function operationsSuite(name: string, url: string): void {
   const cli = (args: string[]) => run(url, args);

@@ -10,7 +10,9 @@ import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import { connect } from '../../src/client.ts';
 import { avro } from '../../src/schema/avro.ts';
 import { defineTopic } from '../../src/topic.ts';
+import { type Run, startScript } from '../helpers.ts';
 import { TASK_CREATED } from '../schema/fixtures.ts';
+import { jsonLines } from './suite.ts';
 
 const BIN = new URL('../../bin/eventline.mjs', import.meta.url).pathname;
 const SUBJECT = 'task.created-value';
@@ -52,34 +54,10 @@ function childEnv(engineUrl: string): NodeJS.ProcessEnv {
   return env;
 }
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(engineUrl: string, args: string[]): Promise<Run> {
-  const child = spawn(process.execPath, [BIN, ...args], { env: childEnv(engineUrl), stdio: 'pipe' });
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => {
-    stdout += d;
-  });
-  child.stderr.on('data', (d) => {
-    stderr += d;
-  });
-  child.stdin.end();
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code: code ?? -1, stdout, stderr };
-}
-
-function jsonLines(s: string): Record<string, unknown>[] {
-  return s
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+function run(engineUrl: string, args: string[]): Promise<Run> {
+  const started = startScript(BIN, args, { env: childEnv(engineUrl), input: '' });
+  children.add(started.child);
+  return started.result();
 }
 
 /** Asserts a failure: its exit code and one line on stderr matching `message`. */

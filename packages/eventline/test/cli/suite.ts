@@ -1,35 +1,19 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { before, describe, test } from 'node:test';
 import { connect } from '../../src/client.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
+import { type Run, runScript, type Started, startScript } from '../helpers.ts';
 
 const BIN = new URL('../../bin/eventline.mjs', import.meta.url).pathname;
 
-export interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the real command against an engine URL; resolves with its exit code and output. */
 export function run(url: string, args: string[], input?: string): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, EVENTLINE_URL: url },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.stdin.end(input ?? '');
-    child.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+  return runScript(BIN, args, { env: { ...process.env, EVENTLINE_URL: url }, input: input ?? '' });
+}
+
+/** Starts a long-running command (`tail`) against an engine URL: its output so far, and its exit. */
+export function start(url: string, args: string[]): Started {
+  return startScript(BIN, args, { env: { ...process.env, EVENTLINE_URL: url } });
 }
 
 export function jsonLines(s: string): Record<string, unknown>[] {

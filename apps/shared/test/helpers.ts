@@ -1,16 +1,28 @@
-/** Helpers for the catalogue tests: HTTP calls, metric scrapes, waiting, and services as processes. */
+/**
+ * Helpers for the tests of every system under apps/: names, waiting, temporary folders, HTTP calls,
+ * metric scrapes, captured logs, reading topics, and services as processes. Names, polling and
+ * running a script to its end are Eventline's own test helpers.
+ */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from 'eventline';
+import type { Eventline, Logger, Message, Topic } from 'eventline';
+import { waitFor as poll } from '../../../packages/eventline/test/helpers.ts';
 
-/** A name no other test run uses. */
-export function unique(prefix: string): string {
-  return `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+export { type Run, runScript, unique } from '../../../packages/eventline/test/helpers.ts';
+
+/**
+ * Polls `check` until it returns a truthy value; fails naming `what` after `timeoutMs` (default
+ * 60 s: services here start as processes and, on Kafka, join consumer groups first).
+ */
+export function waitFor<T>(
+  what: string,
+  check: () => T | Promise<T>,
+  timeoutMs = 60_000,
+): Promise<NonNullable<T>> {
+  return poll(what, check, timeoutMs);
 }
 
 /** A fresh folder, removed by the returned function. */
@@ -19,43 +31,27 @@ export function tempDir(prefix: string): { dir: string; remove(): void } {
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Polls `check` until it returns a truthy value; fails naming `what` after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  check: () => T | Promise<T>,
-  timeoutMs = 20_000,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${last})` : ''}`,
-      );
-    }
-    await sleep(10);
-  }
-}
-
 export interface Reply<T> {
   status: number;
   body: T;
 }
 
-/** An HTTP call with a JSON body (if any); the reply's body parsed as JSON when it is JSON. */
+/**
+ * An HTTP call with `body` sent as JSON (or `raw`, text sent as JSON as it is: a malformed body);
+ * the reply's body parsed as JSON when it is JSON, else its text.
+ */
 // biome-ignore lint/suspicious/noExplicitAny: test replies are checked field by field
-export async function http<T = any>(method: string, url: string, body?: unknown): Promise<Reply<T>> {
+export async function http<T = any>(
+  method: string,
+  url: string,
+  body?: unknown,
+  raw?: string,
+): Promise<Reply<T>> {
   const res = await fetch(url, {
     method,
-    ...(body === undefined
+    ...(body === undefined && raw === undefined
       ? {}
-      : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+      : { headers: { 'content-type': 'application/json' }, body: raw ?? JSON.stringify(body) }),
   });
   const text = await res.text();
   let parsed: unknown = text;
@@ -94,22 +90,42 @@ export function captureLogger(): Logger & {
   return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }
 
+/** Every record of `topic`, all partitions, oldest first per partition. */
+export async function readTopic<V>(bus: Eventline, topic: Topic<V, string>): Promise<Message<V, string>[]> {
+  const out: Message<V, string>[] = [];
+  for (const { partition, start, end } of await bus.reader.offsets(topic.name)) {
+    let from = start;
+    while (from < end) {
+      const batch = await bus.reader.read(topic, { partition, from: { offset: from }, max: 500 });
+      if (batch.length === 0) break;
+      out.push(...batch);
+      from = batch[batch.length - 1]!.offset + 1;
+    }
+  }
+  return out;
+}
+
 /** A service started as a process with `runMain`: its URL once it listens, its log, its exit. */
 export interface ServiceProcess {
   readonly url: string;
   readonly process: ChildProcess;
   /** Log lines on stderr, parsed when JSON. */
   readonly log: unknown[];
+  /** Resolves with the exit code (or signal name). */
   readonly exited: Promise<number | string>;
 }
 
-/** Starts `script` (a `*-main.ts`) with the same Node, in `cwd`, with `env` added to ours. */
+/**
+ * Starts `script` (a `*-main.ts`) with the same Node, in `cwd` (default ours), with `env` added to
+ * ours; resolves once it printed the URL it listens on. Fails with the end of its log when it exits
+ * first or says nothing for 60 s.
+ */
 export async function startProcess(
   script: URL,
-  options: { cwd: string; env: Record<string, string> },
+  options: { cwd?: string; env: Record<string, string> },
 ): Promise<ServiceProcess> {
   const child = spawn(process.execPath, [script.pathname], {
-    cwd: options.cwd,
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, LOG_LEVEL: 'info', EVENTLINE_LOG_LEVEL: 'warn', ...options.env },
   });
@@ -127,7 +143,7 @@ export async function startProcess(
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`${script.pathname} did not start: ${tail(log)}`)),
-      30_000,
+      60_000,
     );
     createInterface({ input: child.stdout! }).on('line', (l) => {
       try {
@@ -146,6 +162,41 @@ export async function startProcess(
     });
   });
   return { url, process: child, log, exited };
+}
+
+/** Stops a service process with SIGTERM (unless it ended already); resolves with its exit code. */
+export function stopProcess(p: ServiceProcess): Promise<number | string> {
+  if (p.process.exitCode === null && p.process.signalCode === null) p.process.kill('SIGTERM');
+  return p.exited;
+}
+
+/**
+ * The service processes of one test file, all working in one fresh folder (`dir`). Call `cleanup()`
+ * in `after`: it kills those still running and removes the folder.
+ */
+export function serviceProcesses(prefix: string): {
+  readonly dir: string;
+  start(script: URL, env: Record<string, string>): Promise<ServiceProcess>;
+  cleanup(): Promise<void>;
+} {
+  const temp = tempDir(prefix);
+  const running = new Set<ServiceProcess>();
+  return {
+    dir: temp.dir,
+    async start(script, env) {
+      const p = await startProcess(script, { cwd: temp.dir, env });
+      running.add(p);
+      void p.exited.then(() => running.delete(p));
+      return p;
+    },
+    async cleanup() {
+      for (const p of running) {
+        p.process.kill('SIGKILL');
+        await p.exited;
+      }
+      temp.remove();
+    },
+  };
 }
 
 function tail(log: unknown[]): string {
