@@ -51,11 +51,12 @@ export interface StoredRecord {
    */
   headerText?(name: string): string | undefined;
   /**
-   * Optional: copies the value of the first header of this name into `target` from `at` and
-   * returns its length; -1 when there is no such header, -2 when it does not fit (nothing copied).
-   * Lets a consumer gather one header of a whole batch without a string per record.
+   * Optional: where the value of the first header of this name is stored: the bytes it is in
+   * (returned; undefined when there is no such header) and its place in them, `span[0]` to
+   * `span[1]`. Lets a consumer read one header of a whole batch without a copy or a string per
+   * record. The bytes are the engine's own: read them, never change them.
    */
-  copyHeader?(name: string, target: Uint8Array, at: number): number;
+  locateHeader?(name: string, span: Int32Array): Uint8Array | undefined;
 }
 
 export interface PartitionOffsets {

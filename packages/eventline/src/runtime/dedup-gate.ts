@@ -1,14 +1,24 @@
 /**
- * The consumer runtime's dedup (`subscribe({ dedup })`). Ids are handled as bytes, a fetched batch
- * at a time, not as a string per record: event ids are time-ordered (UUIDv7), so a batch of new
- * records is usually answered by its id range alone, and its ids are marked by copying their bytes.
- * Strings and sets are made only when ranges overlap (ids of several partitions interleave, random
- * ids, replays, duplicates).
+ * The consumer runtime's dedup (`subscribe({ dedup })`), a fetched batch at a time rather than a
+ * string per record: each `ce_id` (a UUIDv7, time-ordered) is packed into 16 bytes as it is read
+ * from the stored batch, a batch of new records is answered by its id range alone, and handled ids
+ * are marked by copying those bytes. Strings and sets are made only where ranges overlap (ids of
+ * several partitions interleave, ids that are not UUIDs, replays, duplicates).
  */
 import type { StoredRecord } from '../engine/types.ts';
 import type { Message } from '../message.ts';
 import { parseDuration } from '../util/units.ts';
+import { packUuidString, packUuidText } from '../util/uuid.ts';
 import { type DedupOptions, type DedupStore, dedupTtl, eventIdOf, hasMany, markMany } from './dedup.ts';
+
+/** Handled ids on their way to a store (see {@link BatchMarkStore}). */
+export interface MarkedIds {
+  readonly count: number;
+  /** The ids packed 16 bytes each, when every one is a UUID in lowercase text; else undefined. */
+  packed(): Buffer | undefined;
+  /** The ids as strings. */
+  list(): string[];
+}
 
 /**
  * What a store may offer the consumer runtime beyond {@link DedupStore} (the SQLite store does): a
@@ -18,42 +28,65 @@ import { type DedupOptions, type DedupStore, dedupTtl, eventIdOf, hasMany, markM
 export interface BatchMarkStore extends DedupStore {
   /** The ids `group` marked among `ids()`, all of which lie within [low, high]. */
   hasInRange(group: string, low: string, high: string, ids: () => readonly string[]): Promise<Set<string>>;
-  /**
-   * Marks the ids in `bytes` (Latin-1, each followed by a newline; none holds one), all within
-   * [low, high], durably before it resolves.
-   */
-  markBytes(
-    group: string,
-    bytes: Buffer,
-    count: number,
-    low: string,
-    high: string,
-    ttlMs: number,
-  ): Promise<void>;
+  /** Marks `ids`, all within [low, high], for `ttlMs`, durably before it resolves. */
+  markIds(group: string, ids: MarkedIds, low: string, high: string, ttlMs: number): Promise<void>;
 }
 
 function isBatchMarkStore(store: DedupStore): store is BatchMarkStore {
   const s = store as Partial<BatchMarkStore>;
-  return typeof s.hasInRange === 'function' && typeof s.markBytes === 'function';
+  return typeof s.hasInRange === 'function' && typeof s.markIds === 'function';
 }
 
 const CE_ID = 'ce_id';
-const NEWLINE = 0x0a;
+/** What `BatchIds` holds of a record's id. */
+const NONE = 0;
+const PACKED = 1;
+const TEXT = 2;
+/** What finishing a record of a batch did. */
+const NOT_TAKEN = 0;
+const FINISHED = 1;
+const FINISHED_LAST = 2;
 
 /**
- * The `ce_id`s of one fetched batch of records: copied back to back into one buffer (where the
- * engine can copy a header out), with the range they span and whether each sorts after the one
- * before (then no id repeats within the batch). A string is made for an id only when asked for.
+ * Packed ids (of fetched batches, and of flushes) are cut from shared slabs, as
+ * `Buffer.allocUnsafe` cuts small buffers from its pool: one allocation outside the heap per
+ * 64 Ki ids, rather than one per batch. A slab is freed once nothing cut from it is left.
+ */
+const SLAB_SIZE = 1024 * 1024;
+let slab: Buffer | undefined;
+let slabUsed = 0;
+
+function carve(size: number): Buffer {
+  if (size > SLAB_SIZE / 8) return Buffer.allocUnsafe(size);
+  if (slab === undefined || slabUsed + size > SLAB_SIZE) {
+    slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+    slabUsed = 0;
+  }
+  const piece = slab.subarray(slabUsed, slabUsed + size);
+  slabUsed += size;
+  return piece;
+}
+
+/**
+ * The `ce_id`s of one fetched batch of records, with the range they span and whether each sorts
+ * after the one before (then no id repeats within the batch). A UUID in lowercase text (the
+ * `ce_id`s Eventline makes) is read where the engine stored it, when the engine can say where, and
+ * kept packed in 16 bytes; any other id is kept as a string. Nothing refers to the records or the
+ * bytes they were read from once the batch is made, so neither outlives its handling.
  */
 export class BatchIds {
-  readonly #records: readonly StoredRecord[];
-  #bytes: Buffer;
-  /** Where record i's id lies in `#bytes`; `#starts[i]` is -1 when it has none. */
-  readonly #starts: Int32Array;
-  readonly #ends: Int32Array;
+  readonly #size: number;
+  /**
+   * The records' offsets (ascending), when they are not `first`, `first + 1`, … (a compacted
+   * log). Plain arrays, made only when needed: a typed array per batch is memory outside the heap
+   * that the garbage collector accounts for, and cost more than the rest of the batch's upkeep.
+   */
+  #offsets: number[] | undefined;
+  /** Record i's id packed, when `#kinds[i]` is PACKED (`#kinds` undefined: every id is). */
+  readonly #packed: Buffer;
+  #kinds: number[] | undefined;
+  /** Ids as strings: those that do not pack, and those asked for. */
   #strings: (string | undefined)[] | undefined;
-  /** Records whose id holds a newline (which marks written as bytes cannot): marked as strings. */
-  #odd: Set<number> | undefined;
   /** Records that have an id. */
   readonly count: number;
   /** The smallest and the largest id, as SQLite compares text ('' when `count` is 0). */
@@ -61,31 +94,36 @@ export class BatchIds {
   readonly high: string;
   /** Each id sorts after the one before it: the batch holds no id twice. */
   readonly ordered: boolean;
+  /** The offsets of the first and the last record. */
+  readonly first: number;
+  readonly last: number;
+  /** Records not finished yet (see TakenIds); `#finished[i]` is 1 once record i is. */
+  #open: number;
+  #finished: number[] | undefined;
   /** The gate's bookkeeping: the marks this batch last added ids to, and when it was last found clear. */
   marks: Marks | undefined;
   clearAt = -1;
 
   constructor(records: readonly StoredRecord[]) {
     const n = records.length;
-    this.#records = records;
-    this.#starts = new Int32Array(n);
-    this.#ends = new Int32Array(n);
-    this.#bytes = Buffer.allocUnsafe(n * 40 + 64);
-    let at = 0;
+    this.#size = n;
+    this.#packed = carve(n * 16);
+    this.first = records[0]?.offset ?? 0;
+    this.last = records[n - 1]?.offset ?? -1;
+    if (this.last - this.first !== n - 1) this.#offsets = records.map((r) => r.offset);
+    this.#open = n;
+    const span = new Int32Array(2);
     let count = 0;
     let low = -1;
     let high = -1;
     let previous = -1;
     let ordered = true;
     for (let i = 0; i < n; i++) {
-      const length = this.#gather(records[i]!, i, at);
-      if (length < 0) {
-        this.#starts[i] = -1;
+      const r = records[i]!;
+      if (!this.#read(r, i, span)) {
+        this.#kind(i, NONE);
         continue;
       }
-      this.#starts[i] = at;
-      this.#ends[i] = at + length;
-      at += length;
       count++;
       if (previous < 0) {
         low = i;
@@ -102,69 +140,77 @@ export class BatchIds {
     }
     this.count = count;
     this.ordered = ordered;
-    this.low = low < 0 ? '' : this.#text(low);
-    this.high = high < 0 ? '' : this.#text(high);
-    if (this.#bytes.subarray(0, at).indexOf(NEWLINE) >= 0) {
-      this.#odd = new Set();
-      for (let i = 0; i < n; i++) {
-        const start = this.#starts[i]!;
-        if (start >= 0 && this.#bytes.subarray(start, this.#ends[i]).indexOf(NEWLINE) >= 0) this.#odd.add(i);
-      }
-    }
+    this.low = low < 0 ? '' : this.id(low)!;
+    this.high = high < 0 ? '' : this.id(high)!;
   }
 
-  /** Copies record i's id to `#bytes` at `at`; its length, or -1 when it has none. */
-  #gather(r: StoredRecord, i: number, at: number): number {
-    if (r.copyHeader !== undefined) {
-      let length = r.copyHeader(CE_ID, this.#bytes, at);
-      while (length === -2) {
-        this.#grow(at);
-        length = r.copyHeader(CE_ID, this.#bytes, at);
+  /** Reads record i's id: packed, or as a string; false when it has none. */
+  #read(r: StoredRecord, i: number, span: Int32Array): boolean {
+    if (r.locateHeader !== undefined) {
+      const source = r.locateHeader(CE_ID, span);
+      if (source === undefined) return false;
+      if (span[1]! - span[0]! === 36 && packUuidText(source, span[0]!, this.#packed, i * 16)) {
+        if (this.#kinds !== undefined) this.#kinds[i] = PACKED;
+        return true;
       }
-      return length;
+      const bytes = Buffer.from(source.buffer, source.byteOffset, source.byteLength);
+      return this.#keep(i, bytes.toString('latin1', span[0], span[1]));
     }
     const id = eventIdOf(r);
-    if (id === undefined) return -1;
+    if (id === undefined) return false;
+    if (id.length === 36 && packUuidString(id, this.#packed, i * 16)) {
+      if (this.#kinds !== undefined) this.#kinds[i] = PACKED;
+      return true;
+    }
+    return this.#keep(i, id);
+  }
+
+  #keep(i: number, id: string): true {
+    this.#kind(i, TEXT);
     this.#strings ??= [];
     this.#strings[i] = id;
-    while (at + id.length > this.#bytes.length) this.#grow(at);
-    return this.#bytes.write(id, at, 'latin1');
+    return true;
   }
 
-  #grow(used: number): void {
-    const bigger = Buffer.allocUnsafe(this.#bytes.length * 2);
-    this.#bytes.copy(bigger, 0, 0, used);
-    this.#bytes = bigger;
+  /** Record i's id is not packed: TEXT, or NONE (no id). */
+  #kind(i: number, kind: number): void {
+    // Records before i all had packed ids.
+    this.#kinds ??= new Array<number>(this.#size).fill(PACKED);
+    this.#kinds[i] = kind;
   }
 
-  /** Compares the ids of records i and j byte by byte (as SQLite compares text). */
+  #isPacked(i: number): boolean {
+    return this.#kinds === undefined || this.#kinds[i] === PACKED;
+  }
+
+  /** Compares the ids of records i and j as SQLite compares text. */
   #compare(i: number, j: number): number {
-    const b = this.#bytes;
-    let x = this.#starts[i]!;
-    let y = this.#starts[j]!;
-    const xEnd = this.#ends[i]!;
-    const yEnd = this.#ends[j]!;
-    for (; x < xEnd && y < yEnd; x++, y++) {
-      const d = b[x]! - b[y]!;
-      if (d !== 0) return d;
+    if (this.#isPacked(i) && this.#isPacked(j)) {
+      // Packing keeps the order of lowercase hex text.
+      const p = this.#packed;
+      for (let x = i * 16, y = j * 16, end = x + 16; x < end; x++, y++) {
+        const d = p[x]! - p[y]!;
+        if (d !== 0) return d;
+      }
+      return 0;
     }
-    return xEnd - x - (yEnd - y);
-  }
-
-  #text(i: number): string {
-    return this.#bytes.toString('latin1', this.#starts[i], this.#ends[i]);
+    const a = this.id(i)!;
+    const b = this.id(j)!;
+    return a < b ? -1 : a > b ? 1 : 0;
   }
 
   /** Where the record at this offset is in the batch, or -1. Offsets ascend within a batch. */
   indexOf(offset: number): number {
-    const records = this.#records;
-    const guess = offset - records[0]!.offset;
-    if (records[guess]?.offset === offset) return guess;
+    const offsets = this.#offsets;
+    if (offsets === undefined) {
+      const i = offset - this.first;
+      return i >= 0 && i < this.#size ? i : -1;
+    }
     let lo = 0;
-    let hi = records.length - 1;
+    let hi = offsets.length - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
-      const o = records[mid]!.offset;
+      const o = offsets[mid]!;
       if (o === offset) return mid;
       if (o < offset) lo = mid + 1;
       else hi = mid - 1;
@@ -172,9 +218,25 @@ export class BatchIds {
     return -1;
   }
 
+  /** True while the record at this offset (one of the batch's) is not finished. */
+  isTaken(offset: number): boolean {
+    const i = this.indexOf(offset);
+    return i >= 0 && this.#finished?.[i] !== 1;
+  }
+
+  /** The record at this offset is finished: NOT_TAKEN, FINISHED, or FINISHED_LAST (the batch's last). */
+  finish(offset: number): number {
+    const i = this.indexOf(offset);
+    if (i < 0) return NOT_TAKEN;
+    this.#finished ??= new Array<number>(this.#size).fill(0);
+    if (this.#finished[i] === 1) return NOT_TAKEN;
+    this.#finished[i] = 1;
+    return --this.#open === 0 ? FINISHED_LAST : FINISHED;
+  }
+
   /** True when record i has an id. */
   has(i: number): boolean {
-    return i >= 0 && i < this.#starts.length && this.#starts[i]! >= 0;
+    return i >= 0 && i < this.#size && (this.#kinds === undefined || this.#kinds[i] !== NONE);
   }
 
   /** The id of the record at this offset, or undefined. */
@@ -188,7 +250,8 @@ export class BatchIds {
     this.#strings ??= [];
     let id = this.#strings[i];
     if (id === undefined) {
-      id = this.#text(i);
+      const hex = this.#packed.toString('hex', i * 16, i * 16 + 16);
+      id = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
       this.#strings[i] = id;
     }
     return id;
@@ -197,52 +260,44 @@ export class BatchIds {
   /** Every id of the batch, in record order. */
   ids(): string[] {
     const out: string[] = [];
-    for (let i = 0; i < this.#records.length; i++) {
+    for (let i = 0; i < this.#size; i++) {
       const id = this.id(i);
       if (id !== undefined) out.push(id);
     }
     return out;
   }
 
-  /** True when record i's id holds a newline. */
-  odd(i: number): boolean {
-    return this.#odd?.has(i) === true;
+  /** True when the ids of records from `i` to `j` (exclusive; all with an id) are packed. */
+  packedRange(i: number, j: number): boolean {
+    if (this.#kinds === undefined) return true;
+    for (let k = i; k < j; k++) if (this.#kinds[k] !== PACKED) return false;
+    return true;
   }
 
-  /** Copies record i's id and a newline into `out` at `at`; returns where the next one goes. */
-  copyId(i: number, out: Buffer, at: number): number {
-    const b = this.#bytes;
-    const end = this.#ends[i]!;
-    for (let k = this.#starts[i]!; k < end; k++) out[at++] = b[k]!;
-    out[at++] = NEWLINE;
-    return at;
-  }
-
-  /** The room record i's id and its newline take. */
-  idSize(i: number): number {
-    return this.#ends[i]! - this.#starts[i]! + 1;
+  /** Copies the packed ids of records `i` to `j` (exclusive) into `out` at `to`. */
+  copyPacked(i: number, j: number, out: Buffer, to: number): void {
+    this.#packed.copy(out, to, i * 16, j * 16);
   }
 }
 
 /**
- * Handled ids whose marks are not written yet: their bytes, and the batches they came from with
- * the range those span. An id outside every such batch's range cannot be here; a set of them is
- * made only once an id inside is asked about.
+ * Handled ids whose marks are not written yet: which record of which batch each is, and the
+ * batches they came from with the range those span. An id outside every such batch's range cannot
+ * be here; a set of them is made only once an id inside is asked about.
  */
-class Marks {
-  #bytes = Buffer.allocUnsafe(64 * 1024);
-  #at = 0;
-  /** Ids in `#bytes`. */
-  count = 0;
-  /** Ids holding a newline, kept as strings. */
-  readonly odd: string[] = [];
+class Marks implements MarkedIds {
+  /** Runs of consecutive records of one batch (records are mostly handled in order). */
+  readonly #batches: BatchIds[] = [];
+  readonly #starts: number[] = [];
+  readonly #lengths: number[] = [];
+  #count = 0;
   readonly from: BatchIds[] = [];
   low = '';
   high = '';
   #set: Set<string> | undefined;
 
-  get size(): number {
-    return this.count + this.odd.length;
+  get count(): number {
+    return this.#count;
   }
 
   /** Adds record i of `batch`; true when the batch is new here (the ranges grew). */
@@ -253,13 +308,15 @@ class Marks {
       this.#include(batch);
       added = true;
     }
-    if (batch.odd(i)) this.odd.push(batch.id(i)!);
-    else {
-      const size = batch.idSize(i);
-      if (this.#at + size > this.#bytes.length) this.#grow(this.#at + size);
-      this.#at = batch.copyId(i, this.#bytes, this.#at);
-      this.count++;
+    const last = this.#batches.length - 1;
+    if (last >= 0 && this.#batches[last] === batch && this.#starts[last]! + this.#lengths[last]! === i) {
+      this.#lengths[last]!++;
+    } else {
+      this.#batches.push(batch);
+      this.#starts.push(i);
+      this.#lengths.push(1);
     }
+    this.#count++;
     this.#set?.add(batch.id(i)!);
     return added;
   }
@@ -275,51 +332,51 @@ class Marks {
     }
   }
 
-  #grow(needed: number): void {
-    let size = this.#bytes.length * 2;
-    while (size < needed) size *= 2;
-    const bigger = Buffer.allocUnsafe(size);
-    this.#bytes.copy(bigger, 0, 0, this.#at);
-    this.#bytes = bigger;
-  }
-
   /** Takes over the ids of marks that could not be written. */
   absorb(failed: Marks): void {
-    if (failed.count > 0) {
-      if (this.#at + failed.#at > this.#bytes.length) this.#grow(this.#at + failed.#at);
-      failed.#bytes.copy(this.#bytes, this.#at, 0, failed.#at);
-      this.#at += failed.#at;
-      this.count += failed.count;
-    }
-    this.odd.push(...failed.odd);
     for (const batch of failed.from) {
       batch.marks = this;
       this.#include(batch);
     }
+    this.#batches.push(...failed.#batches);
+    this.#starts.push(...failed.#starts);
+    this.#lengths.push(...failed.#lengths);
+    this.#count += failed.#count;
     this.#set = undefined;
   }
 
-  /** The ids written as bytes, each followed by a newline. */
-  bytes(): Buffer {
-    return this.#bytes.subarray(0, this.#at);
+  packed(): Buffer | undefined {
+    const out = carve(this.#count * 16);
+    for (let r = 0, to = 0; r < this.#batches.length; r++) {
+      const batch = this.#batches[r]!;
+      const first = this.#starts[r]!;
+      const end = first + this.#lengths[r]!;
+      if (!batch.packedRange(first, end)) return undefined;
+      batch.copyPacked(first, end, out, to);
+      to += (end - first) * 16;
+    }
+    return out;
   }
 
-  /** Every id, as strings. */
-  ids(): string[] {
-    const text = this.#bytes.toString('latin1', 0, this.#at);
-    const ids = text.length === 0 ? [] : text.slice(0, -1).split('\n');
-    return ids.concat(this.odd);
+  list(): string[] {
+    const ids: string[] = [];
+    for (let r = 0; r < this.#batches.length; r++) {
+      const batch = this.#batches[r]!;
+      const end = this.#starts[r]! + this.#lengths[r]!;
+      for (let i = this.#starts[r]!; i < end; i++) ids.push(batch.id(i)!);
+    }
+    return ids;
   }
 
   has(id: string): boolean {
-    if (this.size === 0 || id < this.low || id > this.high) return false;
-    this.#set ??= new Set(this.ids());
+    if (this.count === 0 || id < this.low || id > this.high) return false;
+    this.#set ??= new Set(this.list());
     return this.#set.has(id);
   }
 
   /** True when a batch other than `except` that added ids here spans some of [low, high]. */
   overlaps(low: string, high: string, except?: BatchIds): boolean {
-    if (this.size === 0 || low > this.high || high < this.low) return false;
+    if (this.count === 0 || low > this.high || high < this.low) return false;
     for (const batch of this.from) {
       if (batch !== except && low <= batch.high && high >= batch.low) return true;
     }
@@ -402,7 +459,7 @@ export class DedupGate {
     const i = batch.indexOf(offset);
     if (!batch.has(i)) return;
     if (this.#pending.add(batch, i)) this.#version++;
-    if (this.#pending.size >= 1000) void this.flush().catch(() => {});
+    if (this.#pending.count >= 1000) void this.flush().catch(() => {});
     else this.#timer ??= setTimeout(() => void this.flush().catch(() => {}), this.#delayMs);
   }
 
@@ -426,7 +483,7 @@ export class DedupGate {
     this.#version++;
     const run = (async () => {
       try {
-        if (marks.size > 0) await this.#write(marks);
+        if (marks.count > 0) await this.#write(marks);
         this.#failure = undefined;
       } catch (err) {
         // Not marked: they go with the next flush.
@@ -445,14 +502,8 @@ export class DedupGate {
 
   async #write(marks: Marks): Promise<void> {
     const store = this.#store;
-    if (marks.odd.length > 0) await markMany(store, this.#group, marks.odd, this.#ttlMs);
-    if (marks.count === 0) return;
-    if (isBatchMarkStore(store)) {
-      await store.markBytes(this.#group, marks.bytes(), marks.count, marks.low, marks.high, this.#ttlMs);
-    } else {
-      const text = marks.bytes().toString('latin1');
-      await markMany(store, this.#group, text.slice(0, -1).split('\n'), this.#ttlMs);
-    }
+    if (isBatchMarkStore(store)) await store.markIds(this.#group, marks, marks.low, marks.high, this.#ttlMs);
+    else await markMany(store, this.#group, marks.list(), this.#ttlMs);
   }
 
   /** The last flush failure, if the store has not answered since. */
@@ -466,60 +517,53 @@ export class DedupGate {
 }
 
 /**
- * What the runtime keeps per partition for dedup: the batch each taken record came from, by
- * offset. Offsets in a partition are dense and taken in order, so they go in an array from the
- * first offset held, not in a hash map; an offset that does not follow on (a gap left by
- * compaction, a record put back) goes in a map beside it.
+ * What the runtime keeps per partition for dedup: the fetched batches whose records are taken and
+ * not yet finished, in offset order, so a record's id is found from its offset. Kept per batch,
+ * not per record: a batch is dropped once each of its records is finished.
  */
-export class OffsetIds<T> {
-  /** The offset of `#slots[0]`. */
-  #base = 0;
-  #slots: (T | undefined)[] = [];
-  /** Slots before this one are empty. */
-  #head = 0;
-  #other: Map<number, T> | undefined;
+export class TakenIds {
+  #batches: BatchIds[] = [];
 
-  set(offset: number, value: T): void {
-    if (this.#head === this.#slots.length) {
-      this.#slots.length = 0;
-      this.#head = 0;
-      this.#base = offset;
-    }
-    const i = offset - this.#base;
-    if (i >= this.#slots.length && i - this.#slots.length <= 64) {
-      while (this.#slots.length < i) this.#slots.push(undefined);
-      this.#slots.push(value);
-    } else if (i >= this.#head && i < this.#slots.length) this.#slots[i] = value;
-    else {
-      this.#other ??= new Map();
-      this.#other.set(offset, value);
-    }
+  /** A fetched batch was taken. Its offsets all lie after those of the batches before it. */
+  add(batch: BatchIds): void {
+    this.#batches.push(batch);
   }
 
-  get(offset: number): T | undefined {
-    const i = offset - this.#base;
-    if (i >= this.#head && i < this.#slots.length) return this.#slots[i];
-    return this.#other?.get(offset);
+  /** The batch the record at this offset came from, while it is not finished. */
+  get(offset: number): BatchIds | undefined {
+    for (const batch of this.#batches) {
+      if (offset < batch.first) return undefined;
+      if (offset <= batch.last) return batch.isTaken(offset) ? batch : undefined;
+    }
+    return undefined;
   }
 
+  /** The record at this offset is finished (handled, skipped or set aside). */
   delete(offset: number): void {
-    const i = offset - this.#base;
-    if (i < this.#head || i >= this.#slots.length) {
-      this.#other?.delete(offset);
-      return;
+    this.finish(offset);
+  }
+
+  /**
+   * The record at this offset is finished: returns the batch it came from, or undefined when it
+   * was not taken (or finished already).
+   */
+  finish(offset: number): BatchIds | undefined {
+    const batches = this.#batches;
+    for (let at = 0; at < batches.length; at++) {
+      const batch = batches[at]!;
+      if (offset < batch.first) return undefined;
+      if (offset > batch.last) continue;
+      const state = batch.finish(offset);
+      if (state === FINISHED_LAST) {
+        if (at === 0) batches.shift();
+        else batches.splice(at, 1);
+      }
+      return state === NOT_TAKEN ? undefined : batch;
     }
-    this.#slots[i] = undefined;
-    while (this.#head < this.#slots.length && this.#slots[this.#head] === undefined) this.#head++;
-    if (this.#head > 4096 && this.#head * 2 > this.#slots.length) {
-      this.#slots.splice(0, this.#head);
-      this.#base += this.#head;
-      this.#head = 0;
-    }
+    return undefined;
   }
 
   clear(): void {
-    this.#slots = [];
-    this.#head = 0;
-    this.#other = undefined;
+    this.#batches = [];
   }
 }

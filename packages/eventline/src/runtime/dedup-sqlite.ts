@@ -1,7 +1,9 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import {
   beginImmediate,
+  isBusy,
   openDatabase,
   read,
   sqliteCode,
@@ -9,6 +11,7 @@ import {
 } from '../engine/embedded/sqlite.ts';
 import { fail } from '../errors.ts';
 import { type Duration, parseDuration } from '../util/units.ts';
+import { packUuidString } from '../util/uuid.ts';
 import {
   type ProcessOnceResult,
   PURGE_CHUNK,
@@ -16,7 +19,7 @@ import {
   rangeOf,
   type TransactionalDedupStore,
 } from './dedup.ts';
-import type { BatchMarkStore } from './dedup-gate.ts';
+import type { BatchMarkStore, MarkedIds } from './dedup-gate.ts';
 import type { CheckpointerData } from './dedup-sqlite-checkpointer.ts';
 
 /** How long after opening its own file a store starts its checkpoint thread, and how often it checkpoints. */
@@ -49,7 +52,8 @@ export interface SqliteDedupStore extends TransactionalDedupStore<DatabaseSync> 
 /**
  * A dedup store in a SQLite database: a file of its own (`{ path }`, opened in WAL mode with
  * synchronous=NORMAL, so a mark survives a process crash as the embedded engine's offset commits
- * do) or a connection the application already has (`{ db }`), for example the database its handler
+ * do; a thread of the store's own checkpoints its WAL every second, from a second after opening)
+ * or a connection the application already has (`{ db }`), for example the database its handler
  * writes to, so that `processOnce` can commit the handler's rows and the mark together. Several
  * processes may share one file. Marks expire by an `expires_at` column; expired rows are deleted
  * every `purgeInterval`, a bounded chunk at a time.
@@ -68,10 +72,12 @@ export function sqliteDedupStore(options: SqliteDedupStoreOptions): SqliteDedupS
     );
   }
   const owned = 'path' in options;
-  // Checkpoints run on a thread of the store's own (below); this connection checkpoints only should
-  // the WAL grow past that, before the thread starts or were it to stop.
+  // A flush of marks is a few KiB, and every page it touches (the row's, two indexes') goes to the
+  // WAL whole: with 4 KiB pages a flush writes less than half the bytes of 16 KiB ones. Checkpoints
+  // run on a thread of the store's own (below); this connection checkpoints only should the WAL
+  // grow past that, before the thread starts or were it to stop.
   const db = owned
-    ? openDatabase(options.path, { synchronous: 'NORMAL', autocheckpoint: 10_000 })
+    ? openDatabase(options.path, { synchronous: 'NORMAL', autocheckpoint: 10_000, pageSize: 4096 })
     : options.db;
   const description = owned ? `sqlite:${options.path}` : 'sqlite (application connection)';
   try {
@@ -270,24 +276,43 @@ class SqliteStore implements SqliteDedupStore, BatchMarkStore {
   }
 
   /**
-   * For the consumer runtime (see BatchMarkStore): marks the ids in `bytes` (each followed by a
-   * newline) as one row, packed 16 bytes an id when every one is a UUID in lowercase text.
+   * For the consumer runtime (see BatchMarkStore): marks `ids` as one row, packed 16 bytes an id
+   * when every one is a UUID in lowercase text (less than half the text, so fewer pages to write).
    */
-  async markBytes(
-    group: string,
-    bytes: Buffer,
-    count: number,
-    low: string,
-    high: string,
-    ttlMs: number,
-  ): Promise<void> {
+  async markIds(group: string, ids: MarkedIds, low: string, high: string, ttlMs: number): Promise<void> {
     this.#check();
-    if (count === 0) return;
+    if (ids.count === 0) return;
+    const packed = ids.packed();
+    if (packed === undefined) return this.markMany(group, ids.list(), ttlMs);
     const expiresAt = Date.now() + ttlMs;
-    const list = packUuidLines(bytes, count) ?? bytes.toString('latin1', 0, bytes.length - 1);
-    await this.#write('mark', () => {
-      this.#insertBatch.run(group, low, high, expiresAt, list);
+    await this.#writeOne('mark', () => {
+      this.#insertBatch.run(group, low, high, expiresAt, packed);
     });
+  }
+
+  /**
+   * Runs one statement as a transaction of its own (SQLite commits it by itself: no BEGIN and
+   * COMMIT to parse and run), once the previous write finished. While another process holds the
+   * write lock it retries with short sleeps that yield the event loop, up to `lockTimeout`; a
+   * statement refused for the lock changed nothing.
+   */
+  #writeOne(what: string, statement: () => void): Promise<void> {
+    const where = `${this.description}: ${what}`;
+    const run = async (): Promise<void> => {
+      const deadline = Date.now() + this.#lockTimeoutMs;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          statement();
+          return;
+        } catch (err) {
+          if (!isBusy(err) || Date.now() >= deadline) throw wrapSqliteError(err, where);
+          await sleep(Math.min(2 ** attempt, 50));
+        }
+      }
+    };
+    const next = this.#writes.then(run, run);
+    this.#writes = next.catch(() => {});
+    return next;
   }
 
   /**
@@ -413,7 +438,7 @@ class PackedUuids {
 
   constructor(ids: readonly string[]) {
     this.#bytes = Buffer.allocUnsafe(ids.length * 16);
-    for (const id of ids) if (packUuid(id, this.#bytes, this.#ids.length * 16)) this.#ids.push(id);
+    for (const id of ids) if (packUuidString(id, this.#bytes, this.#ids.length * 16)) this.#ids.push(id);
     let size = 16;
     while (size < this.#ids.length * 2) size *= 2;
     this.#slots = new Int32Array(size);
@@ -441,66 +466,4 @@ class PackedUuids {
 
 function tail(bytes: Uint8Array, at: number): number {
   return (bytes[at + 12]! << 24) | (bytes[at + 13]! << 16) | (bytes[at + 14]! << 8) | bytes[at + 15]!;
-}
-
-const DASH = 0x2d;
-const NEWLINE = 0x0a;
-/** The value of each lowercase hex digit by its character code; -1 for any other (up to 255). */
-const HEX_DIGIT = new Int8Array(256).fill(-1);
-for (let d = 0; d < 16; d++) HEX_DIGIT[d.toString(16).charCodeAt(0)] = d;
-/** Where the 16 bytes of a UUID's text (8-4-4-4-12 hex digits) start. */
-const UUID_BYTES = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
-
-/**
- * Writes the 16 bytes of `id` into `out` at `at` when it is a UUID in lowercase text (which packs
- * and unpacks unchanged); false, with `out` partly written, for any other id.
- */
-function packUuid(id: string, out: Uint8Array, at: number): boolean {
-  if (
-    id.length !== 36 ||
-    id.charCodeAt(8) !== DASH ||
-    id.charCodeAt(13) !== DASH ||
-    id.charCodeAt(18) !== DASH ||
-    id.charCodeAt(23) !== DASH
-  ) {
-    return false;
-  }
-  for (let b = 0; b < 16; b++) {
-    const c = UUID_BYTES[b]!;
-    const high = HEX_DIGIT[id.charCodeAt(c) & 0xff]!;
-    const low = HEX_DIGIT[id.charCodeAt(c + 1) & 0xff]!;
-    if (high < 0 || low < 0 || id.charCodeAt(c) > 0xff || id.charCodeAt(c + 1) > 0xff) return false;
-    out[at + b] = high * 16 + low;
-  }
-  return true;
-}
-
-/**
- * `count` ids in `lines` (Latin-1, each followed by a newline) packed 16 bytes each, when every one
- * is a UUID in lowercase text; undefined otherwise. Less than half the size of the text, so a flush
- * of marks writes fewer pages.
- */
-function packUuidLines(lines: Buffer, count: number): Buffer | undefined {
-  if (lines.length !== count * 37) return undefined;
-  const out = Buffer.allocUnsafe(count * 16);
-  let bad = 0;
-  for (let i = 0, s = 0, o = 0; i < count; i++, s += 37) {
-    if (
-      lines[s + 8] !== DASH ||
-      lines[s + 13] !== DASH ||
-      lines[s + 18] !== DASH ||
-      lines[s + 23] !== DASH ||
-      lines[s + 36] !== NEWLINE
-    ) {
-      return undefined;
-    }
-    for (let b = 0; b < 16; b++) {
-      const c = s + UUID_BYTES[b]!;
-      const high = HEX_DIGIT[lines[c]!]!;
-      const low = HEX_DIGIT[lines[c + 1]!]!;
-      bad |= high | low;
-      out[o++] = (high << 4) | low;
-    }
-  }
-  return bad < 0 ? undefined : out;
 }

@@ -25,7 +25,7 @@ import { type Duration, parseDuration } from '../util/units.ts';
 import { type CodecBinder, prepareDecode, type TopicCodecs } from './codecs.ts';
 import { deadLetterTopic, parkingLotTopic, replaysOf, toDeadLetter } from './dead-letter.ts';
 import type { DedupOptions } from './dedup.ts';
-import { BatchIds, DedupGate, OffsetIds } from './dedup-gate.ts';
+import { BatchIds, DedupGate, TakenIds } from './dedup-gate.ts';
 import { decodeProgress, encodeProgress, type RetryInfo } from './progress.ts';
 import { type RetryOptions, type RetryPolicy, retryPolicy } from './retry.ts';
 
@@ -229,7 +229,7 @@ interface PartitionState extends TopicPartition {
   /** Records that failed and wait for their next attempt. */
   retries: Map<number, RetryInfo>;
   /** The event ids of taken records (the batch each came from), by offset, while dedup needs them. */
-  ids: OffsetIds<BatchIds>;
+  ids: TakenIds;
   /** Finished offsets restored from the commit metadata, skipped when fetched again. */
   restoredDone: Set<number>;
   restoring: boolean;
@@ -491,7 +491,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     // Read once per batch: the handler path finds a record's id by its offset.
     const ids = new BatchIds(records);
     if (ids.count === 0) return new Set();
-    for (const r of records) st.ids.set(r.offset, ids);
+    st.ids.add(ids);
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.#dedup!.seen(ids);
@@ -525,10 +525,8 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
 
   #handled(st: PartitionState, r: StoredRecord): void {
     if (this.#dedup === undefined) return;
-    const ids = st.ids.get(r.offset);
-    if (ids === undefined) return;
-    st.ids.delete(r.offset);
-    this.#dedup.handled(ids, r.offset);
+    const ids = st.ids.finish(r.offset);
+    if (ids !== undefined) this.#dedup.handled(ids, r.offset);
   }
 
   /** True when some owned partition can take more records. */
@@ -1017,7 +1015,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         running: 0,
         buffered: 0,
         retries: new Map(),
-        ids: new OffsetIds(),
+        ids: new TakenIds(),
         restoredDone: new Set(),
         restoring: true,
         gone: false,

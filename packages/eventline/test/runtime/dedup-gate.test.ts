@@ -10,74 +10,13 @@ import { decodeBatch, encodeBatch } from '../../src/engine/embedded/batch-format
 import type { Header, StoredRecord } from '../../src/engine/types.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { type DedupStore, eventIdOf } from '../../src/runtime/dedup.ts';
-import { BatchIds, DedupGate, OffsetIds } from '../../src/runtime/dedup-gate.ts';
+import { BatchIds, DedupGate, TakenIds } from '../../src/runtime/dedup-gate.ts';
 import { sqliteDedupStore } from '../../src/runtime/dedup-sqlite.ts';
 import { defineTopic } from '../../src/topic.ts';
 import { unique, waitFor } from '../helpers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'eventline-dedup-gate-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-describe('OffsetIds', () => {
-  test('holds ids of offsets taken in order, finished in order or not', () => {
-    const ids = new OffsetIds<string>();
-    for (let o = 100; o < 110; o++) ids.set(o, `e${o}`);
-    assert.equal(ids.get(100), 'e100');
-    assert.equal(ids.get(109), 'e109');
-    assert.equal(ids.get(99), undefined);
-    assert.equal(ids.get(110), undefined);
-    ids.delete(103);
-    assert.equal(ids.get(103), undefined);
-    ids.delete(100);
-    ids.delete(101);
-    assert.equal(ids.get(100), undefined);
-    assert.equal(ids.get(102), 'e102');
-    // Put back after it was finished (a record taken again).
-    ids.set(101, 'again');
-    assert.equal(ids.get(101), 'again');
-    for (let o = 101; o < 110; o++) ids.delete(o);
-    for (let o = 100; o < 110; o++) assert.equal(ids.get(o), undefined);
-    // Empty again: the next offset may be anywhere.
-    ids.set(5, 'e5');
-    assert.equal(ids.get(5), 'e5');
-  });
-
-  test('gaps (compacted offsets) and offsets far away are kept too', () => {
-    const ids = new OffsetIds<string>();
-    ids.set(0, 'a');
-    ids.set(10, 'b');
-    ids.set(1_000_000, 'c');
-    ids.set(1_000_001, 'd');
-    assert.deepEqual(
-      [0, 10, 1_000_000, 1_000_001, 5].map((o) => ids.get(o)),
-      ['a', 'b', 'c', 'd', undefined],
-    );
-    ids.delete(1_000_000);
-    assert.equal(ids.get(1_000_000), undefined);
-    assert.equal(ids.get(1_000_001), 'd');
-    ids.clear();
-    assert.deepEqual(
-      [0, 10, 1_000_001].map((o) => ids.get(o)),
-      [undefined, undefined, undefined],
-    );
-  });
-
-  test('a long run keeps every id still held while finished ones are dropped', () => {
-    const ids = new OffsetIds<string>();
-    const held = new Map<number, string>();
-    for (let o = 0; o < 20_000; o++) {
-      ids.set(o, `e${o}`);
-      held.set(o, `e${o}`);
-      // Finish all but every 997th record, a little behind the newest.
-      const done = o - 50;
-      if (done >= 0 && done % 997 !== 0) {
-        ids.delete(done);
-        held.delete(done);
-      }
-    }
-    for (let o = 0; o < 20_000; o++) assert.equal(ids.get(o), held.get(o), `offset ${o}`);
-  });
-});
 
 /** Records as the embedded engine stores and fetches them, from offset `first`, with these headers. */
 function stored(headers: Header[][], first = 0): StoredRecord[] {
@@ -102,7 +41,7 @@ function withIds(ids: (string | undefined)[], first = 0): StoredRecord[] {
 }
 
 describe('BatchIds', () => {
-  test('reads every ce_id of a stored batch as eventIdOf does, without a string per record', () => {
+  test('reads every ce_id of a stored batch as eventIdOf does', () => {
     const records = stored([
       [['ce_id', Buffer.from(randomUUID())]],
       [],
@@ -115,7 +54,7 @@ describe('BatchIds', () => {
       [['ce_id', Buffer.alloc(0)]],
       ...Array.from({ length: 50 }, (): Header[] => [['ce_id', Buffer.from(randomUUID())]]),
     ]);
-    assert.ok(records[0]!.copyHeader !== undefined, 'the embedded engine copies headers out');
+    assert.ok(records[0]!.locateHeader !== undefined, 'the embedded engine says where a header is');
     const batch = new BatchIds(records);
     const expected = records.map(eventIdOf);
     assert.deepEqual(
@@ -127,7 +66,7 @@ describe('BatchIds', () => {
       expected.filter((id) => id !== undefined),
     );
     assert.equal(batch.count, 54);
-    assert.equal(batch.id(2), 'x'.repeat(300), 'an id longer than the room kept for it');
+    assert.equal(batch.id(2), 'x'.repeat(300), 'a long id that is not a UUID');
     const sorted = expected.filter((id) => id !== undefined).sort();
     assert.equal(batch.low, sorted[0]);
     assert.equal(batch.high, sorted.at(-1));
@@ -156,6 +95,55 @@ describe('BatchIds', () => {
     const gappy = withIds(ids.slice(0, 3)).map((r, i) => ({ ...r, headers: r.headers, offset: i * 10 }));
     assert.equal(new BatchIds(gappy).idAt(20), ids[2]);
     assert.equal(new BatchIds(gappy).idAt(15), undefined);
+  });
+});
+
+describe('TakenIds', () => {
+  test('finds the batch of a taken record by offset until the record is finished', () => {
+    const taken = new TakenIds();
+    const a = new BatchIds(withIds(['a0', 'a1', 'a2'], 10));
+    const b = new BatchIds(withIds(['b0', undefined, 'b2'], 13));
+    taken.add(a);
+    taken.add(b);
+    assert.equal(taken.get(9), undefined);
+    assert.equal(taken.get(11), a);
+    assert.equal(taken.get(14), b, 'a record without an id is still one of its batch');
+    assert.equal(taken.get(16), undefined);
+    // Finished out of order, and twice: nothing else is affected.
+    taken.delete(11);
+    taken.delete(11);
+    assert.equal(taken.get(11), undefined);
+    assert.equal(taken.get(10), a);
+    taken.delete(10);
+    taken.delete(12);
+    assert.equal(taken.get(12), undefined);
+    assert.equal(taken.get(13), b, 'a batch with every record finished is dropped, the next stays');
+    taken.delete(15);
+    taken.clear();
+    assert.equal(taken.get(13), undefined);
+  });
+
+  test('batches with offset gaps (a compacted log) and long runs', () => {
+    const taken = new TakenIds();
+    const gappy = withIds(['x', 'y', 'z']).map((r, i) => ({
+      ...r,
+      headers: r.headers,
+      offset: 100 + i * 10,
+    }));
+    const batch = new BatchIds(gappy);
+    taken.add(batch);
+    assert.equal(taken.get(110), batch);
+    assert.equal(taken.get(115), undefined);
+    const batches = Array.from({ length: 50 }, (_, k) => new BatchIds(withIds(['p', 'q'], 1000 + k * 2)));
+    for (const b of batches) taken.add(b);
+    // All but every seventh batch finished, in any order: the others are still found.
+    for (let k = 49; k >= 0; k--) {
+      if (k % 7 === 0) continue;
+      taken.delete(1000 + k * 2 + 1);
+      taken.delete(1000 + k * 2);
+    }
+    for (let k = 0; k < 50; k++) assert.equal(taken.get(1000 + k * 2), k % 7 === 0 ? batches[k] : undefined);
+    assert.equal(taken.get(120), batch);
   });
 });
 

@@ -4,8 +4,14 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { decodeBatch, encodeBatch } from '../../src/engine/embedded/batch-format.ts';
+import type { StoredRecord } from '../../src/engine/types.ts';
+import { isEventlineError } from '../../src/errors.ts';
+import { BatchIds, DedupGate } from '../../src/runtime/dedup-gate.ts';
 import { type SqliteDedupStore, sqliteDedupStore } from '../../src/runtime/dedup-sqlite.ts';
-import { unique, waitFor } from '../helpers.ts';
+import { spawnNode, unique, waitFor } from '../helpers.ts';
+
+const HOLDER = new URL('./processes/dedup-transaction.ts', import.meta.url);
 
 const dir = mkdtempSync(join(tmpdir(), 'eventline-dedup-sqlite-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -92,6 +98,113 @@ describe('SQLite store: checkpoints', () => {
       20_000,
     );
     assert.deepEqual((await store.hasMany!(group, ids.slice(0, 500))).size, 500);
+    await store.close();
+  });
+});
+
+/** Records as the embedded engine stores and fetches them, with these ce_ids. */
+function withIds(ids: string[]): StoredRecord[] {
+  const payload = encodeBatch(
+    ids.map((id, i) => ({
+      offset: i,
+      timestamp: 0,
+      key: null,
+      value: null,
+      headers: [['ce_id', Buffer.from(id)]],
+    })),
+    0,
+    0,
+  );
+  const records: StoredRecord[] = [];
+  decodeBatch(payload, 't', 0, 0, 0, 0, records, ids.length);
+  return records;
+}
+
+describe('SQLite store: marks from the consumer runtime', () => {
+  test('UUIDs are stored 16 bytes each; other ids as text; both are found by every lookup', async () => {
+    const store = sqliteDedupStore({ path: join(dir, 'runtime-marks.db') });
+    const group = unique('g');
+    const gate = new DedupGate({ store, markDelay: '1h' }, group);
+    const uuids = Array.from({ length: 300 }, () => randomUUID()).sort();
+    const others = ['order-1', randomUUID().toUpperCase(), 'order-2'];
+    const first = new BatchIds(withIds(uuids));
+    for (let o = 0; o < uuids.length; o++) gate.handled(first, o);
+    await gate.flush();
+    const second = new BatchIds(withIds(others));
+    for (let o = 0; o < others.length; o++) gate.handled(second, o);
+    await gate.flush();
+    assert.deepEqual(
+      rowsOf(store, 'eventline_dedup', group).sort((a, b) => a.kind.localeCompare(b.kind)),
+      [
+        { kind: 'blob', size: 300 * 16 },
+        { kind: 'text', size: others.join('\n').length },
+      ],
+    );
+    const unknown = Array.from({ length: 50 }, () => randomUUID());
+    assert.deepEqual(
+      await store.hasMany!(group, [...unknown, ...uuids, ...others]),
+      new Set([...uuids, ...others]),
+    );
+    assert.equal(await store.has(group, uuids[42]!), true);
+    assert.equal(await store.has(group, uuids[42]!.toUpperCase()), false);
+    assert.deepEqual(await gate.seen(new BatchIds(withIds([unknown[0]!, uuids[7]!]))), new Set([uuids[7]]));
+    const once = await store.processOnce(group, uuids[9]!, 60_000, () => 'ran');
+    assert.deepEqual(once, { duplicate: true });
+    gate.close();
+    await store.close();
+  });
+
+  test('ids that share their last bytes are told apart in a packed row', async () => {
+    const store = sqliteDedupStore({ path: join(dir, 'runtime-tails.db') });
+    const group = unique('g');
+    const gate = new DedupGate({ store, markDelay: '1h' }, group);
+    // A packed row is searched by the last four bytes of each id: these all share them.
+    const id = (first: string): string => `${first}-0000-7000-8000-0000aabbccdd`;
+    const batch = new BatchIds(withIds([id('00000001'), id('00000003')]));
+    gate.handled(batch, 0);
+    gate.handled(batch, 1);
+    await gate.flush();
+    assert.deepEqual(
+      rowsOf(store, 'eventline_dedup', group).map((r) => r.kind),
+      ['blob'],
+    );
+    assert.deepEqual(
+      await store.hasMany!(group, [id('00000000'), id('00000001'), id('00000002'), id('00000003')]),
+      new Set([id('00000001'), id('00000003')]),
+    );
+    gate.close();
+    await store.close();
+  });
+
+  test('a flush waits while another process holds the write lock, and fails after lockTimeout', async () => {
+    const path = join(dir, 'runtime-locked.db');
+    const store = sqliteDedupStore({ path, lockTimeout: '300ms' });
+    store.db.exec('CREATE TABLE effects (id TEXT NOT NULL)');
+    const group = unique('g');
+    const gate = new DedupGate({ store, markDelay: '1h' }, group);
+    const ids = [randomUUID(), randomUUID()].sort();
+    const batch = new BatchIds(withIds(ids));
+    gate.handled(batch, 0);
+    gate.handled(batch, 1);
+    // Holds the write lock: a processOnce in another process whose function never ends.
+    const holder = spawnNode(HOLDER, {
+      store: 'sqlite',
+      target: path,
+      effects: 'effects',
+      group,
+      id: 'held',
+    });
+    try {
+      await holder.waitForLine<{ wrote?: boolean }>('the lock to be held', (l) => l.wrote === true);
+      await assert.rejects(gate.flush(), (err) => isEventlineError(err, 'EVENTLINE_ERR_ENGINE_BUSY'));
+      assert.deepEqual(await store.hasMany!(group, ids), new Set());
+    } finally {
+      holder.kill('SIGKILL');
+      await holder.exited;
+    }
+    await gate.flush();
+    assert.deepEqual(await store.hasMany!(group, ids), new Set(ids), 'written by the next flush');
+    gate.close();
     await store.close();
   });
 });

@@ -173,19 +173,13 @@ class BatchRecord implements StoredRecord {
   }
 
   headerText(name: string): string | undefined {
-    const value = findHeader(this.#payload, this.#headersAt, name);
-    return value === undefined ? undefined : this.#payload.toString('latin1', value[0], value[1]);
+    const span = new Int32Array(2);
+    if (!findHeader(this.#payload, this.#headersAt, name, span)) return undefined;
+    return this.#payload.toString('latin1', span[0], span[1]);
   }
 
-  copyHeader(name: string, target: Uint8Array, at: number): number {
-    const buf = this.#payload;
-    const value = findHeader(buf, this.#headersAt, name);
-    if (value === undefined) return -1;
-    const [start, end] = value;
-    if (at + end - start > target.length) return -2;
-    // Byte by byte: an id is a few dozen bytes, fewer than a native copy's call costs.
-    for (let k = start; k < end; k++) target[at++] = buf[k]!;
-    return end - start;
+  locateHeader(name: string, span: Int32Array): Uint8Array | undefined {
+    return findHeader(this.#payload, this.#headersAt, name, span) ? this.#payload : undefined;
   }
 
   toJSON(): object {
@@ -205,19 +199,50 @@ function readVarint(buf: Buffer, state: { pos: number }): number {
   }
 }
 
-/** Where the value of the first header named `name` lies: [start, end) in `buf`, or undefined. */
-function findHeader(buf: Buffer, headersAt: number, name: string): [number, number] | undefined {
-  const state = { pos: headersAt };
-  const count = readVarint(buf, state);
+/**
+ * Finds the value of the first header named `name` (headers from `headersAt`): true, with its place
+ * in `buf` in `span` ([start, end)), or false. `span` also serves as the read position, so looking
+ * up a header allocates nothing (it runs for every record a dedup consumer fetches).
+ */
+function findHeader(buf: Buffer, headersAt: number, name: string, span: Int32Array): boolean {
+  span[0] = headersAt;
+  const count = varintAt(buf, span);
   for (let i = 0; i < count; i++) {
-    const nameLength = readVarint(buf, state);
-    const at = state.pos;
-    state.pos += nameLength;
-    const valueLength = readVarint(buf, state);
-    if (nameLength === name.length && sameText(buf, at, name)) return [state.pos, state.pos + valueLength];
-    state.pos += valueLength;
+    const nameLength = varintAt(buf, span);
+    const at: number = span[0]!;
+    span[0] = at + nameLength;
+    const valueLength = varintAt(buf, span);
+    const start: number = span[0]!;
+    if (nameLength === name.length && sameText(buf, at, name)) {
+      span[1] = start + valueLength;
+      return true;
+    }
+    span[0] = start + valueLength;
   }
-  return undefined;
+  return false;
+}
+
+/** Reads the varint at `pos[0]` and moves `pos[0]` past it. */
+function varintAt(buf: Buffer, pos: Int32Array): number {
+  let at = pos[0]!;
+  let byte = buf[at++];
+  if (byte === undefined) throw new RangeError('truncated record batch');
+  if (byte < 0x80) {
+    pos[0] = at;
+    return byte;
+  }
+  let result = byte & 0x7f;
+  let factor = 128;
+  for (;;) {
+    byte = buf[at++];
+    if (byte === undefined) throw new RangeError('truncated record batch');
+    result += (byte & 0x7f) * factor;
+    if (byte < 0x80) {
+      pos[0] = at;
+      return result;
+    }
+    factor *= 128;
+  }
 }
 
 /** True when the bytes at `at` spell `text` (ASCII), without making a string of them. */

@@ -77,6 +77,8 @@ export interface OpenOptions {
    * maintenance worker, never inside a publish. Connections without such a worker set one.
    */
   autocheckpoint?: number;
+  /** The page size of a new database (an existing one keeps its own). Default 16384. */
+  pageSize?: number;
 }
 
 /**
@@ -103,7 +105,7 @@ export function openDatabase(path: string, options: OpenOptions): DatabaseSync {
   }
   try {
     // page_size only takes effect on a new database; 16 KiB pages suit large batch rows.
-    db.exec('PRAGMA page_size = 16384');
+    db.exec(`PRAGMA page_size = ${options.pageSize ?? 16384}`);
     if (!memory) {
       const mode = db.prepare('PRAGMA journal_mode = WAL').get() as { journal_mode: string } | undefined;
       if (mode?.journal_mode !== 'wal') {
