@@ -37,6 +37,7 @@ import { partitionForKey } from './partitioner.ts';
 import type { Outbox } from './patterns/outbox.ts';
 import {
   createRequester,
+  REPLY_TOPIC_PREFIX,
   type Requester,
   type RequestOptions,
   type Responder,
@@ -45,6 +46,7 @@ import {
 } from './patterns/request-reply.ts';
 import { createView, type View, type ViewOptions } from './patterns/view.ts';
 import { CodecBinder, prepareDecode, prepareEncode, type TopicCodecs } from './runtime/codecs.ts';
+import { REPLAY_GROUP_PREFIX } from './runtime/replay.ts';
 import {
   type AnyTopic,
   type MessageOf,
@@ -220,7 +222,7 @@ export class Eventline {
   #health: HealthMonitor | undefined;
   /** Prometheus metrics of this client: `metricsHandler(bus)` serves them. */
   readonly metrics: EventlineMetrics;
-  readonly #dropMetrics: () => void;
+  readonly #metricSources: (() => void)[] = [];
   readonly #publishMetrics = new Map<string, PublishInstruments>();
 
   constructor(engine: Engine, options: ConnectOptions = {}) {
@@ -233,11 +235,13 @@ export class Eventline {
     this.admin = new Admin(engine);
     this.reader = new Reader(engine, this.#codecs);
     this.metrics =
-      options.metrics instanceof EventlineMetrics ? options.metrics : new EventlineMetrics(options.metrics);
-    this.#dropMetrics = this.metrics.addSource({
-      lag: () => this.#lagSamples(),
-      views: () => [...this.#views].filter((v) => v.state().status !== 'closed').map(viewSample),
-    });
+      options.metrics instanceof EventlineMetrics ? options.metrics : EventlineMetrics.of(options.metrics);
+    this.#metricSources.push(
+      this.metrics.addSource({
+        lag: () => this.#lagSamples(),
+        views: () => [...this.#views].filter((v) => v.state().status !== 'closed').map(viewSample),
+      }),
+    );
   }
 
   /** Lag of every group a subscription of this client consumes in. */
@@ -253,12 +257,22 @@ export class Eventline {
    */
   watchLag(groups?: readonly string[]): () => void {
     this.#check();
-    return this.metrics.addSource({
-      lag: async () => lagSamples(this.#engine, groups ?? (await this.#engine.listGroups())),
+    const remove = this.metrics.addSource({
+      lag: async () => {
+        // Every group leaves out the replay bookkeeping groups: their position stays on the dead
+        // letters a filtered replay left in place, which would read as lag for ever.
+        const all =
+          groups ?? (await this.#engine.listGroups()).filter((g) => !g.startsWith(REPLAY_GROUP_PREFIX));
+        return lagSamples(this.#engine, all);
+      },
     });
+    this.#metricSources.push(remove);
+    return remove;
   }
 
-  #publishInstruments(topic: string): PublishInstruments {
+  #publishInstruments(name: string): PublishInstruments {
+    // Replies go to one topic per requester instance: one label for all, or the series never end.
+    const topic = name.startsWith(REPLY_TOPIC_PREFIX) ? `${REPLY_TOPIC_PREFIX}*` : name;
     let m = this.#publishMetrics.get(topic);
     if (m === undefined) {
       m = {
@@ -487,17 +501,17 @@ export class Eventline {
   ): Promise<PublishResult[]> {
     this.#check();
     if (records.length === 0) return [];
-    let ready = records;
-    if (records.some((r) => r.partition < 0)) {
-      const count = await this.#engine.partitionCount(topic);
-      ready = records.map((r) =>
-        r.partition >= 0 ? r : { ...r, partition: this.#partitionFor(topic, r.key, count) },
-      );
-    }
     const m = this.#publishInstruments(topic);
     const started = performance.now();
     let results: AppendResult[];
     try {
+      let ready = records;
+      if (records.some((r) => r.partition < 0)) {
+        const count = await this.#engine.partitionCount(topic);
+        ready = records.map((r) =>
+          r.partition >= 0 ? r : { ...r, partition: this.#partitionFor(topic, r.key, count) },
+        );
+      }
       results = await this.#engine.append(topic, [...ready], options);
     } catch (err) {
       m.failure.inc(records.length);
@@ -683,7 +697,7 @@ export class Eventline {
       this.#registry = undefined;
       if (registry !== undefined) await registry.then((r) => r.close()).catch(() => {});
       await this.#engine.close();
-      this.#dropMetrics();
+      for (const remove of this.#metricSources.splice(0)) remove();
       this.logger.info({ engine: this.#engine.displayUrl }, 'connection closed');
     })();
     return this.#closing;
@@ -1013,7 +1027,13 @@ export async function connect(url?: string, options: ConnectOptions = {}): Promi
     logger.debug({ url: redactUrl(target), err }, 'connect failed');
     throw err;
   });
-  const bus = new Eventline(engine, { ...options, logger });
+  let bus: Eventline;
+  try {
+    bus = new Eventline(engine, { ...options, logger });
+  } catch (err) {
+    await engine.close().catch(() => {});
+    throw err;
+  }
   logger.info({ engine: engine.displayUrl, kind: engine.kind, clientId: bus.clientId }, 'connected');
   return bus;
 }

@@ -137,7 +137,7 @@ export function readTopicsFile(path: string): DeclaredTopic[] {
         }
         continue;
       }
-      const setting = SETTINGS[field];
+      const setting = Object.hasOwn(SETTINGS, field) ? SETTINGS[field] : undefined;
       if (setting === undefined) {
         problems.push(`${label}, field "${field}": unknown field; known fields: ${KNOWN.join(', ')}`);
         continue;

@@ -54,5 +54,6 @@ export function parseEngineUrl(url: string): EngineUrl {
 
 /** The URL with any password replaced, for logs and error messages. */
 export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+  // Up to the last @: a password may hold a `/` or an `@` that was not percent-encoded.
+  return url.replace(/\/\/([^:@/\s]*):\S*@/, '//$1:***@');
 }

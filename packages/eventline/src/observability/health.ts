@@ -182,6 +182,9 @@ export class HealthMonitor {
         settings.timeoutMs,
       );
       if (!answered) {
+        // The next report after `cacheFor` asks again instead of waiting on this call (a Kafka
+        // request can hang for its whole request timeout after the brokers came back).
+        this.#probe = undefined;
         this.#record({
           at: Date.now(),
           ok: false,

@@ -53,15 +53,26 @@ export async function lagSamples(
   onError: (err: unknown, group: string) => void = () => {},
 ): Promise<LagSample[]> {
   const out: LagSample[] = [];
-  for (const group of groups) {
-    try {
-      const lag = await groupLag(engine, group);
-      for (const p of lag.partitions) {
-        out.push({ group, topic: p.topic, partition: p.partition, records: p.lag, seconds: p.lagMs / 1000 });
+  const queue = [...groups];
+  // A few groups at a time: each is a describe plus a fetch per lagging partition.
+  const worker = async (): Promise<void> => {
+    for (let group = queue.shift(); group !== undefined; group = queue.shift()) {
+      try {
+        const lag = await groupLag(engine, group);
+        for (const p of lag.partitions) {
+          out.push({
+            group,
+            topic: p.topic,
+            partition: p.partition,
+            records: p.lag,
+            seconds: p.lagMs / 1000,
+          });
+        }
+      } catch (err) {
+        onError(err, group);
       }
-    } catch (err) {
-      onError(err, group);
     }
-  }
+  };
+  await Promise.all(Array.from({ length: Math.min(4, queue.length) }, worker));
   return out;
 }

@@ -91,7 +91,8 @@ function checkLevel(level: string, where: string): LogLevel {
   return level as LogLevel;
 }
 
-const URL_CREDENTIALS = /(\/\/[^\s:@/]*):[^\s@/]*@/g;
+// Up to the last @ of the word: a password may hold a `/` or an `@` that was not percent-encoded.
+const URL_CREDENTIALS = /(\/\/[^\s:@/]*):\S*@/g;
 const PASSWORD_PARAM = /([?&;]password=)[^&;\s"']*/gi;
 const AUTH_TOKEN = /\b(Basic|Bearer) [A-Za-z0-9+/=._~-]{6,}/g;
 

@@ -8,11 +8,21 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Registry } from 'prom-client';
+import { type Duration, parseDuration } from '../util/units.ts';
 
 /** Seconds: from 0.1 ms (an in-memory handler) to 10 s (a slow database write or a broker failover). */
 export const DURATION_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ] as const;
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
 
 type MetricType = 'counter' | 'gauge' | 'histogram';
 
@@ -184,7 +194,15 @@ class CollectedFamily implements Family<never> {
     throw new Error(`${this.name} is read at scrape time`);
   }
   async get(): Promise<MetricOutput> {
-    const values: Value[] = await this.read();
+    // One sample per label set: two sources may report the same (two clients in one group).
+    const seen = new Set<string>();
+    const values: Value[] = [];
+    for (const v of await this.read()) {
+      const key = JSON.stringify(v.labels);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      values.push(v);
+    }
     return {
       name: this.name,
       help: this.help,
@@ -230,6 +248,8 @@ export interface MetricsSource {
 export interface MetricsOptions {
   /** Register into this prom-client registry (with the service's own metrics). Default: a new one. */
   registry?: Registry;
+  /** How long a scrape waits for the lag, a view or an outbox backlog before leaving it out. Default `'5s'`. */
+  readTimeout?: Duration;
 }
 
 /**
@@ -253,9 +273,11 @@ export class EventlineMetrics {
   readonly requestTimeouts: CounterFamily;
   readonly lateReplies: CounterFamily;
   readonly outboxRelayed: CounterFamily;
+  readonly scrapeErrors: CounterFamily;
 
   constructor(options: MetricsOptions = {}) {
     this.registry = options.registry ?? new Registry();
+    const readTimeoutMs = parseDuration(options.readTimeout ?? '5s', 'metrics.readTimeout');
     const counter = (name: string, help: string, labels: string[]): CounterFamily =>
       this.#add(new CounterFamily(name, help, labels));
     const histogram = (name: string, help: string, labels: string[]): HistogramFamily =>
@@ -320,19 +342,37 @@ export class EventlineMetrics {
       'Replies that arrived after their request timed out or was answered, by reply kind (late, duplicate).',
       ['kind'],
     );
+    this.scrapeErrors = counter(
+      'eventline_scrape_errors_total',
+      'Readings left out of a scrape because their source failed or took longer than `readTimeout` (lag: the engine; outboxes: the database), by source.',
+      ['source'],
+    );
     this.outboxRelayed = counter(
       'eventline_outbox_relayed_total',
       'Outbox events published by a relay of this process, by outbox.',
       ['outbox'],
     );
     // One reading serves every gauge made from it in one scrape: the registry asks every family at once.
-    const reading = <T>(read: (s: MetricsSource) => Promise<T[]> | T[] | undefined): (() => Promise<T[]>) => {
+    // A source that fails or does not answer in time (an engine or database that is away) leaves
+    // its samples out and is counted; the rest of the scrape goes on.
+    const reading = <T>(
+      source: 'lag' | 'views' | 'outboxes',
+      read: (s: MetricsSource) => Promise<T[]> | T[] | undefined,
+    ): (() => Promise<T[]>) => {
       let pending: Promise<T[]> | undefined;
+      const failures = this.scrapeErrors.child(source);
       return () => {
         if (pending === undefined) {
-          const value = Promise.all([...this.#sources].map(async (s) => (await read(s)) ?? [])).then((all) =>
-            all.flat(),
-          );
+          const value = Promise.all(
+            [...this.#sources].map(async (s) => {
+              try {
+                return (await withTimeout(Promise.resolve(read(s)), readTimeoutMs)) ?? [];
+              } catch {
+                failures.inc();
+                return [];
+              }
+            }),
+          ).then((all) => all.flat());
           pending = value;
           const clear = () => {
             if (pending === value) pending = undefined;
@@ -361,7 +401,7 @@ export class EventlineMetrics {
       read: () => Promise<T[]>,
       sample: (t: T) => Sample | undefined,
     ) => collected('gauge', name, help, read, sample);
-    const lag = reading((s) => s.lag?.());
+    const lag = reading('lag', (s) => s.lag?.());
     gauge(
       'eventline_consumer_lag_records',
       "Records between a group's committed offset and the end of the partition, by group, topic and partition.",
@@ -374,7 +414,7 @@ export class EventlineMetrics {
       lag,
       (l) => ({ labels: { group: l.group, topic: l.topic, partition: l.partition }, value: l.seconds }),
     );
-    const views = reading((s) => s.views?.());
+    const views = reading('views', (s) => s.views?.());
     gauge('eventline_view_entries', 'Keys held by a view, by topic.', views, (v) => ({
       labels: { topic: v.topic },
       value: v.entries,
@@ -399,7 +439,7 @@ export class EventlineMetrics {
       views,
       (v) => ({ labels: { topic: v.topic }, value: v.fallbackUses }),
     );
-    const outboxes = reading((s) => s.outboxes?.());
+    const outboxes = reading('outboxes', (s) => s.outboxes?.());
     gauge(
       'eventline_outbox_backlog_events',
       'Events accepted by an outbox and not yet published, by outbox.',
@@ -417,6 +457,23 @@ export class EventlineMetrics {
   #add<F extends Family<unknown>>(family: F): F {
     this.registry.registerMetric(family as never);
     return family;
+  }
+
+  static readonly #byRegistry = new WeakMap<Registry, EventlineMetrics>();
+
+  /**
+   * The metrics registered in `options.registry` (made on first use): prom-client allows one
+   * family of a name per registry, so every client given that registry shares one set. Without a
+   * registry: a new set in a registry of its own.
+   */
+  static of(options: MetricsOptions = {}): EventlineMetrics {
+    if (options.registry === undefined) return new EventlineMetrics();
+    let metrics = EventlineMetrics.#byRegistry.get(options.registry);
+    if (metrics === undefined) {
+      metrics = new EventlineMetrics(options);
+      EventlineMetrics.#byRegistry.set(options.registry, metrics);
+    }
+    return metrics;
   }
 
   /** Adds what a client reads at scrape time; returns a function that removes it. */

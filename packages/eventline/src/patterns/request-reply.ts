@@ -125,6 +125,9 @@ export interface Requester {
   close(): Promise<void>;
 }
 
+/** Default start of reply topic names: one topic per requester instance. */
+export const REPLY_TOPIC_PREFIX = 'eventline.replies.';
+
 interface Pending {
   topic: string;
   codec: BoundCodec<unknown>;
@@ -171,7 +174,7 @@ class RequesterImpl implements Requester {
     this.#retention = options.replyRetention ?? '1h';
     parseDuration(this.#retention, 'replyRetention');
     this.#codec = options.replyCodec ?? json();
-    const prefix = options.replyTopicPrefix ?? 'eventline.replies.';
+    const prefix = options.replyTopicPrefix ?? REPLY_TOPIC_PREFIX;
     const client = bus.clientId.replace(/[^a-zA-Z0-9._-]/g, '_').slice(0, 100);
     this.#name = `${prefix}${client}-${randomBytes(6).toString('hex')}`;
     validateTopicName(this.#name);

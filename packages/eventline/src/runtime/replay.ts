@@ -148,8 +148,11 @@ export interface ReplayResult extends ReplayProgress {
 }
 
 /** The consumer group whose committed offsets on a dead-letter topic say what has been replayed. */
+/** Start of the names of the groups that track replays. */
+export const REPLAY_GROUP_PREFIX = 'eventline.replay.';
+
 export function replayGroup(dlqTopic: string): string {
-  return `eventline.replay.${dlqTopic}`;
+  return `${REPLAY_GROUP_PREFIX}${dlqTopic}`;
 }
 
 /** The compacted topic marking dead letters replayed out of order (see the module comment). */

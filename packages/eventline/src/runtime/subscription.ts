@@ -448,7 +448,7 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
       }
     }
     this.#attempted();
-    this.#enter('running');
+    if (!this.#stopping) this.#enter('running');
     void this.#loop();
   }
 
@@ -1298,6 +1298,8 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
         clearTimeout(this.#commitRetry);
         clearTimeout(this.#commitTimer);
         await this.#commitNow(undefined);
+        // With no offset to commit the commit writes no marks: marks still pending are written here.
+        await this.#dedup?.flush().catch(() => {});
         this.#dedup?.close();
         await this.#member.leave();
         logLeft(this.#deps.logger, this.group, this.#member.memberId);

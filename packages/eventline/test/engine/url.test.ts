@@ -37,4 +37,11 @@ test('bad URLs fail with a clear message that never shows a password', () => {
     );
   }
   assert.equal(redactUrl('kafka://u:pw@h:1'), 'kafka://u:***@h:1');
+  // A password holding a `/` or an `@` that was not percent-encoded is still hidden whole.
+  assert.equal(redactUrl('kafka://u:ab/cd@h:1'), 'kafka://u:***@h:1');
+  assert.equal(redactUrl('kafka://u:a@b/c@h:1,h:2'), 'kafka://u:***@h:1,h:2');
+  assert.throws(
+    () => parseEngineUrl('kafka://u:top/secret@h:1'),
+    (e: unknown) => isEventlineError(e, 'EVENTLINE_ERR_INVALID_URL') && !e.message.includes('secret'),
+  );
 });

@@ -115,6 +115,16 @@ describe('metrics', () => {
     assert.equal(m.value('eventline_request_duration_seconds_count', { ...t, outcome: 'failure' }), 1);
     assert.equal(m.value('eventline_request_duration_seconds_count', { ...t, outcome: 'timeout' }), 1);
     assert.equal(m.value('eventline_request_timeouts_total', t), 1);
+    // The responder's replies go to this requester's own reply topic: counted under one label.
+    assert.ok(
+      (m.value('eventline_records_published_total', { topic: 'eventline.replies.*', outcome: 'success' }) ??
+        0) >= 4,
+    );
+    assert.ok(
+      !m.samples.some(
+        (s) => s.labels.topic?.startsWith('eventline.replies.') && s.labels.topic !== 'eventline.replies.*',
+      ),
+    );
     await responder.stop();
   });
 
@@ -228,6 +238,49 @@ describe('metrics', () => {
       );
     } finally {
       server.close();
+      await a.close();
+      await b.close();
+    }
+  });
+
+  test('a source that fails or hangs is left out and counted; the scrape still answers', async () => {
+    const metrics = new EventlineMetrics({ readTimeout: '100ms' });
+    metrics.addSource({
+      lag: async () => {
+        throw new Error('engine away');
+      },
+    });
+    metrics.addSource({
+      lag: async () => [{ group: 'g', topic: 't', partition: 0, records: 7, seconds: 1.5 }],
+      outboxes: () => new Promise(() => {}),
+    });
+    const started = Date.now();
+    const m = parsePrometheus(await metrics.text());
+    assert.ok(Date.now() - started < 30_000);
+    assert.equal(m.value('eventline_consumer_lag_records', { group: 'g', topic: 't', partition: 0 }), 7);
+    // The counter is read while the readings run: a scrape's own failures show from the next one.
+    const next = parsePrometheus(await metrics.text());
+    assert.equal(next.value('eventline_scrape_errors_total', { source: 'lag' }), 1);
+    assert.equal(next.value('eventline_scrape_errors_total', { source: 'outboxes' }), 1);
+    assert.equal(next.value('eventline_consumer_lag_records', { group: 'g', topic: 't', partition: 0 }), 7);
+  });
+
+  test('clients given one prom-client registry share one set of metrics', async () => {
+    const registry = new Registry();
+    const a = await connect(url, { logger: silentLogger, metrics: { registry } });
+    const b = await connect(url, { logger: silentLogger, metrics: { registry } });
+    try {
+      assert.equal(a.metrics, b.metrics);
+      const topic = defineTopic(unique('metrics-registry'), { value: json<{ n: number }>() });
+      await a.ensureTopics([topic]);
+      await a.publish(topic, { n: 1 });
+      await b.publish(topic, { n: 2 });
+      const m = parsePrometheus(await registry.metrics());
+      assert.equal(
+        m.value('eventline_records_published_total', { topic: topic.name, outcome: 'success' }),
+        2,
+      );
+    } finally {
       await a.close();
       await b.close();
     }
