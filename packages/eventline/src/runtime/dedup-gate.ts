@@ -100,7 +100,15 @@ export class BatchIds {
   /** Records not finished yet (see TakenIds); `#finished[i]` is 1 once record i is. */
   #open: number;
   #finished: number[] | undefined;
-  /** The gate's bookkeeping: the marks this batch last added ids to, and when it was last found clear. */
+  /**
+   * The ids of records handled so far, kept only for a batch that is not `ordered` (it may hold an
+   * id twice): a repeat is then found even once the first copy's mark is written.
+   */
+  #handled: Set<string> | undefined;
+  /**
+   * The gate's bookkeeping: the unwritten marks this batch last added ids to (undefined once they
+   * are written), and when it was last found clear.
+   */
   marks: Marks | undefined;
   clearAt = -1;
 
@@ -234,6 +242,20 @@ export class BatchIds {
     return --this.#open === 0 ? FINISHED_LAST : FINISHED;
   }
 
+  /** Record i was handled: a batch that may hold an id twice remembers its id. */
+  noteHandled(i: number): void {
+    if (this.ordered) return;
+    const id = this.id(i);
+    if (id === undefined) return;
+    this.#handled ??= new Set();
+    this.#handled.add(id);
+  }
+
+  /** True when a record of this batch with this id was handled (known only when not `ordered`). */
+  handledHere(id: string): boolean {
+    return this.#handled?.has(id) === true;
+  }
+
   /** True when record i has an id. */
   has(i: number): boolean {
     return i >= 0 && i < this.#size && (this.#kinds === undefined || this.#kinds[i] !== NONE);
@@ -345,6 +367,15 @@ class Marks implements MarkedIds {
     this.#set = undefined;
   }
 
+  /**
+   * The marks are written: the batches that last added ids here stop pointing at them. Otherwise a
+   * batch still open (a record waiting in retry) would keep these marks alive, and through `from`
+   * every batch behind them, and so on from flush to flush.
+   */
+  release(): void {
+    for (const batch of this.from) if (batch.marks === this) batch.marks = undefined;
+  }
+
   packed(): Buffer | undefined {
     const out = carve(this.#count * 16);
     for (let r = 0, to = 0; r < this.#batches.length; r++) {
@@ -421,23 +452,32 @@ export class DedupGate {
   async seen(batch: BatchIds): Promise<Set<string>> {
     if (batch.count === 0) return new Set();
     const store = this.#store;
+    // A flush may end while the store looks (an async store): marks unwritten when the lookup began
+    // may be written after the store read, and gone from here once it answers. Those of then and
+    // those of now are both checked.
+    const before = [this.#pending, this.#writing];
     const found = isBatchMarkStore(store)
       ? await store.hasInRange(this.#group, batch.low, batch.high, () => batch.ids())
       : await hasMany(store, this.#group, batch.ids());
-    const writing = this.#writing;
-    if (this.#pending.overlaps(batch.low, batch.high) || writing?.overlaps(batch.low, batch.high) === true) {
+    const unwritten: Marks[] = [];
+    for (const marks of [...before, this.#pending, this.#writing]) {
+      if (marks !== undefined && !unwritten.includes(marks) && marks.overlaps(batch.low, batch.high)) {
+        unwritten.push(marks);
+      }
+    }
+    if (unwritten.length > 0) {
       for (const id of batch.ids()) {
-        if (this.#pending.has(id) || writing?.has(id) === true) found.add(id);
+        if (unwritten.some((marks) => marks.has(id))) found.add(id);
       }
     }
     return found;
   }
 
   /**
-   * True when the record at `offset` of `batch` repeats an id handled since the batch was fetched
-   * whose mark is still on its way. A batch holding no id twice, whose range no other batch behind
-   * the unwritten marks spans, is answered without looking at its id; the answer holds until those
-   * batches change.
+   * True when the record at `offset` of `batch` repeats an id handled since the batch was fetched:
+   * by an earlier record of the same batch (marked by now or not), or elsewhere with its mark still
+   * on its way. A batch holding no id twice, whose range no other batch behind the unwritten marks
+   * spans, is answered without looking at its id; the answer holds until those batches change.
    */
   repeat(batch: BatchIds, offset: number): boolean {
     if (batch.clearAt === this.#version) return false;
@@ -451,13 +491,15 @@ export class DedupGate {
       return false;
     }
     const id = batch.id(batch.indexOf(offset));
-    return id !== undefined && (this.#pending.has(id) || writing?.has(id) === true);
+    if (id === undefined) return false;
+    return batch.handledHere(id) || this.#pending.has(id) || writing?.has(id) === true;
   }
 
   /** The record at `offset` of `batch` was handled. */
   handled(batch: BatchIds, offset: number): void {
     const i = batch.indexOf(offset);
     if (!batch.has(i)) return;
+    batch.noteHandled(i);
     if (this.#pending.add(batch, i)) this.#version++;
     if (this.#pending.count >= 1000) void this.flush().catch(() => {});
     else this.#timer ??= setTimeout(() => void this.flush().catch(() => {}), this.#delayMs);
@@ -484,6 +526,7 @@ export class DedupGate {
     const run = (async () => {
       try {
         if (marks.count > 0) await this.#write(marks);
+        marks.release();
         this.#failure = undefined;
       } catch (err) {
         // Not marked: they go with the next flush.

@@ -86,15 +86,19 @@ export function sqliteDedupStore(options: SqliteDedupStoreOptions): SqliteDedupS
     );
     db.exec(`CREATE INDEX IF NOT EXISTS ${table}_expiry ON ${table} (expires_at)`);
     // Marks written in batches are one row per batch: the ids and a range holding them (`lo` to
-    // `hi`, as text). The consumer runtime packs them, 16 bytes an id, as a BLOB when every one is
-    // a UUID in lowercase text (the `ce_id`s Eventline makes); otherwise, and from `markMany`, they
-    // are newline-joined text. Event ids are time-ordered, so a lookup for new records touches no
-    // row at all, and a redelivered record finds the row whose range holds it.
-    db.exec(
-      `CREATE TABLE IF NOT EXISTS ${table}_batches (grp TEXT NOT NULL, lo TEXT NOT NULL, hi TEXT NOT NULL, expires_at INTEGER NOT NULL, ids BLOB NOT NULL)`,
-    );
-    db.exec(`CREATE INDEX IF NOT EXISTS ${table}_batches_range ON ${table}_batches (grp, hi)`);
-    db.exec(`CREATE INDEX IF NOT EXISTS ${table}_batches_expiry ON ${table}_batches (expires_at)`);
+    // `hi`, as text). In `_batches` they are newline-joined text (from `markMany`, and ids that are
+    // not all UUIDs). The consumer runtime packs UUIDs in lowercase text (the `ce_id`s Eventline
+    // makes), 16 bytes an id, as a BLOB in `_packed`: a table of its own, because processes of
+    // earlier versions read every `_batches` row as text. Event ids are time-ordered, so a lookup
+    // for new records touches no row at all, and a redelivered record finds the row whose range
+    // holds it.
+    for (const kind of ['batches', 'packed']) {
+      db.exec(
+        `CREATE TABLE IF NOT EXISTS ${table}_${kind} (grp TEXT NOT NULL, lo TEXT NOT NULL, hi TEXT NOT NULL, expires_at INTEGER NOT NULL, ids BLOB NOT NULL)`,
+      );
+      db.exec(`CREATE INDEX IF NOT EXISTS ${table}_${kind}_range ON ${table}_${kind} (grp, hi)`);
+      db.exec(`CREATE INDEX IF NOT EXISTS ${table}_${kind}_expiry ON ${table}_${kind} (expires_at)`);
+    }
   } catch (err) {
     if (owned) db.close();
     throw wrapSqliteError(err, `${description}: creating table ${table}`);
@@ -117,7 +121,9 @@ class SqliteStore implements SqliteDedupStore, BatchMarkStore {
   readonly #rangeProbe: StatementSync;
   readonly #batchesIn: StatementSync;
   readonly #insertBatch: StatementSync;
+  readonly #insertPacked: StatementSync;
   readonly #purgeBatches: StatementSync;
+  readonly #purgePacked: StatementSync;
   readonly #timer: NodeJS.Timeout;
   readonly #checkpointStart: NodeJS.Timeout | undefined;
   #checkpointer: Worker | undefined;
@@ -150,14 +156,20 @@ class SqliteStore implements SqliteDedupStore, BatchMarkStore {
     );
     this.#rangeProbe.setReturnArrays(true);
     this.#batchesIn = db.prepare(
-      `SELECT ids FROM ${table}_batches WHERE grp = ? AND hi >= ? AND lo <= ? AND expires_at > ?`,
+      `SELECT ids FROM ${table}_batches WHERE grp = ?1 AND hi >= ?2 AND lo <= ?3 AND expires_at > ?4 UNION ALL SELECT ids FROM ${table}_packed WHERE grp = ?1 AND hi >= ?2 AND lo <= ?3 AND expires_at > ?4`,
     );
     this.#batchesIn.setReturnArrays(true);
     this.#insertBatch = db.prepare(
       `INSERT INTO ${table}_batches (grp, lo, hi, expires_at, ids) VALUES (?, ?, ?, ?, ?)`,
     );
+    this.#insertPacked = db.prepare(
+      `INSERT INTO ${table}_packed (grp, lo, hi, expires_at, ids) VALUES (?, ?, ?, ?, ?)`,
+    );
     this.#purgeBatches = db.prepare(
       `DELETE FROM ${table}_batches WHERE rowid IN (SELECT rowid FROM ${table}_batches WHERE expires_at <= ? LIMIT ${PURGE_CHUNK})`,
+    );
+    this.#purgePacked = db.prepare(
+      `DELETE FROM ${table}_packed WHERE rowid IN (SELECT rowid FROM ${table}_packed WHERE expires_at <= ? LIMIT ${PURGE_CHUNK})`,
     );
     this.#purge = db.prepare(
       `DELETE FROM ${table} WHERE (grp, id) IN (SELECT grp, id FROM ${table} WHERE expires_at <= ? LIMIT ${PURGE_CHUNK})`,
@@ -177,7 +189,13 @@ class SqliteStore implements SqliteDedupStore, BatchMarkStore {
   #startCheckpointer(path: string): void {
     if (this.#closed) return;
     const workerData: CheckpointerData = { path, intervalMs: CHECKPOINT_INTERVAL_MS };
-    const worker = new Worker(new URL('./dedup-sqlite-checkpointer.ts', import.meta.url), { workerData });
+    let worker: Worker;
+    try {
+      worker = new Worker(new URL('./dedup-sqlite-checkpointer.ts', import.meta.url), { workerData });
+    } catch {
+      // No thread (out of resources, say): the connection's own checkpoints take over.
+      return;
+    }
     worker.unref();
     // Without the thread the connection's own checkpoints (past its WAL limit) take over.
     worker.on('error', () => {});
@@ -278,6 +296,9 @@ class SqliteStore implements SqliteDedupStore, BatchMarkStore {
   /**
    * For the consumer runtime (see BatchMarkStore): marks `ids` as one row, packed 16 bytes an id
    * when every one is a UUID in lowercase text (less than half the text, so fewer pages to write).
+   * On a connection of the store's own the row is one self-committing statement; on the
+   * application's (`{ db }`) it is a transaction of its own, which fails while the application has
+   * one open (the mark would otherwise join it, and go should it roll back).
    */
   async markIds(group: string, ids: MarkedIds, low: string, high: string, ttlMs: number): Promise<void> {
     this.#check();
@@ -285,20 +306,23 @@ class SqliteStore implements SqliteDedupStore, BatchMarkStore {
     const packed = ids.packed();
     if (packed === undefined) return this.markMany(group, ids.list(), ttlMs);
     const expiresAt = Date.now() + ttlMs;
-    await this.#writeOne('mark', () => {
-      this.#insertBatch.run(group, low, high, expiresAt, packed);
-    });
+    const insert = (): void => {
+      this.#insertPacked.run(group, low, high, expiresAt, packed);
+    };
+    await (this.#owned ? this.#writeOne('mark', insert) : this.#write('mark', insert));
   }
 
   /**
    * Runs one statement as a transaction of its own (SQLite commits it by itself: no BEGIN and
    * COMMIT to parse and run), once the previous write finished. While another process holds the
    * write lock it retries with short sleeps that yield the event loop, up to `lockTimeout`; a
-   * statement refused for the lock changed nothing.
+   * statement refused for the lock changed nothing. Should a transaction be open on the connection
+   * (begun through `db` outside the store), it goes as `#write` does, and fails.
    */
   #writeOne(what: string, statement: () => void): Promise<void> {
     const where = `${this.description}: ${what}`;
     const run = async (): Promise<void> => {
+      if (this.db.isTransaction) return this.#transaction(where, statement);
       const deadline = Date.now() + this.#lockTimeoutMs;
       for (let attempt = 0; ; attempt++) {
         try {
@@ -322,25 +346,29 @@ class SqliteStore implements SqliteDedupStore, BatchMarkStore {
    */
   #write<T>(what: string, fn: (now: number) => T | Promise<T>): Promise<Awaited<T>> {
     const where = `${this.description}: ${what}`;
-    const run = (): Promise<Awaited<T>> =>
-      beginImmediate(this.db, { lockTimeoutMs: this.#lockTimeoutMs, what: where }, async () => {
-        try {
-          const result = await fn(Date.now());
-          this.db.exec('COMMIT');
-          return result;
-        } catch (err) {
-          try {
-            if (this.db.isTransaction) this.db.exec('ROLLBACK');
-          } catch {
-            // the connection is unusable; the original error says why
-          }
-          // The function's own errors go back as they are; SQLite's are wrapped.
-          throw sqliteCode(err) === undefined ? err : wrapSqliteError(err, where);
-        }
-      });
+    const run = (): Promise<Awaited<T>> => this.#transaction(where, fn);
     const next = this.#writes.then(run, run);
     this.#writes = next.catch(() => {});
     return next;
+  }
+
+  /** The transaction `#write` runs, now. */
+  #transaction<T>(where: string, fn: (now: number) => T | Promise<T>): Promise<Awaited<T>> {
+    return beginImmediate(this.db, { lockTimeoutMs: this.#lockTimeoutMs, what: where }, async () => {
+      try {
+        const result = await fn(Date.now());
+        this.db.exec('COMMIT');
+        return result;
+      } catch (err) {
+        try {
+          if (this.db.isTransaction) this.db.exec('ROLLBACK');
+        } catch {
+          // the connection is unusable; the original error says why
+        }
+        // The function's own errors go back as they are; SQLite's are wrapped.
+        throw sqliteCode(err) === undefined ? err : wrapSqliteError(err, where);
+      }
+    });
   }
 
   async processOnce<T>(
@@ -365,7 +393,10 @@ class SqliteStore implements SqliteDedupStore, BatchMarkStore {
     return purgeInChunks(() =>
       this.#write(
         'purge',
-        (now) => Number(this.#purge.run(now).changes) + Number(this.#purgeBatches.run(now).changes),
+        (now) =>
+          Number(this.#purge.run(now).changes) +
+          Number(this.#purgeBatches.run(now).changes) +
+          Number(this.#purgePacked.run(now).changes),
       ),
     );
   }

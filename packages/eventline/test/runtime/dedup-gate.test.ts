@@ -199,6 +199,82 @@ describe('DedupGate', () => {
     await store.close();
   });
 
+  test('an id twice in one batch is a repeat even once the first copy is marked', async () => {
+    const store = sqliteDedupStore({ path: join(dir, 'gate-repeat-marked.db') });
+    const gate = new DedupGate({ store, markDelay: '1h' }, unique('g'));
+    const [a, b] = [randomUUID(), randomUUID()].sort() as [string, string];
+    const twice = new BatchIds(withIds([a, b, a]));
+    assert.deepEqual(await gate.seen(twice), new Set());
+    gate.handled(twice, 0);
+    await gate.flush();
+    assert.equal(gate.repeat(twice, 1), false);
+    assert.equal(gate.repeat(twice, 2), true, 'the first copy was marked after the fetch-time lookup');
+    gate.close();
+    await store.close();
+  });
+
+  test('a lookup finds an id whose mark is written while the store looks', async () => {
+    const sqlite = sqliteDedupStore({ path: join(dir, 'gate-slow-lookup.db') });
+    let answer!: () => void;
+    const answered = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
+    // An async store (as Postgres and Redis are) that reads at once and answers when told to.
+    const store: DedupStore = {
+      description: 'slow to answer',
+      has: async (g, id) => {
+        const marked = await sqlite.has(g, id);
+        await answered;
+        return marked;
+      },
+      mark: (g, id, ttl) => sqlite.mark(g, id, ttl),
+      markMany: (g, ids, ttl) => sqlite.markMany!(g, ids, ttl),
+      close: async () => {},
+    };
+    const group = unique('g');
+    const gate = new DedupGate({ store, markDelay: '1h' }, group);
+    const id = randomUUID();
+    gate.handled(new BatchIds(withIds([id])), 0);
+    const lookup = gate.seen(new BatchIds(withIds([id], 10)));
+    await gate.flush();
+    assert.equal(await sqlite.has(group, id), true, 'written after the store read');
+    answer();
+    assert.deepEqual(await lookup, new Set([id]));
+    gate.close();
+    await sqlite.close();
+  });
+
+  test('a batch stops pointing at marks once they are written, so a batch left open keeps none alive', async () => {
+    const store = sqliteDedupStore({ path: join(dir, 'gate-release.db') });
+    const gate = new DedupGate({ store, markDelay: '1h' }, unique('g'));
+    // Record 1 of `open` waits in retry while later batches are handled and marked.
+    const open = new BatchIds(withIds([randomUUID(), randomUUID()].sort()));
+    gate.handled(open, 0);
+    const later = new BatchIds(withIds([randomUUID()], 10));
+    gate.handled(later, 10);
+    assert.notEqual(open.marks, undefined);
+    await gate.flush();
+    assert.equal(open.marks, undefined, 'the open batch no longer holds the written marks (nor `later`)');
+    assert.equal(later.marks, undefined);
+    // A failed flush keeps them, and their ids still count as processed.
+    const down: DedupStore = {
+      description: 'down',
+      has: async () => false,
+      mark: async () => {
+        throw new Error('store down');
+      },
+      close: async () => {},
+    };
+    const failing = new DedupGate({ store: down, markDelay: '1h' }, unique('g'));
+    const kept = new BatchIds(withIds([randomUUID()], 20));
+    failing.handled(kept, 20);
+    await assert.rejects(failing.flush(), /store down/);
+    assert.notEqual(kept.marks, undefined);
+    failing.close();
+    gate.close();
+    await store.close();
+  });
+
   test('ids with a newline, or that are not UUIDs, are marked and found as well', async () => {
     const store = sqliteDedupStore({ path: join(dir, 'gate-odd.db') });
     const group = unique('g');
@@ -290,6 +366,48 @@ describe('subscribe with dedup', () => {
       await sub.stop();
       assert.deepEqual([...handled].sort(), [...ids].sort(), 'each id handled once');
       assert.equal(skipped.length, 60);
+    } finally {
+      await store.close();
+      await bus.close();
+    }
+  });
+
+  test('stop writes the marks still pending when there is no offset to commit', async () => {
+    const bus = await connect('sqlite::memory:', { logger: silentLogger });
+    const store = sqliteDedupStore({ path: join(dir, 'subscribe-stop.db') });
+    try {
+      const topic = defineTopic(unique('dedup-stop'), { value: bytes() });
+      await bus.ensureTopics([topic]);
+      const items = (ids: string[]) => ids.map((id) => ({ value: Buffer.from(id), headers: { ce_id: id } }));
+      // Every other record fails and waits an hour for its retry: so many finished and waiting
+      // records that the committed progress keeps only the first retries, and stops changing.
+      const first = Array.from({ length: 200 }, () => randomUUID());
+      const failing = new Set<string>(first.filter((_, i) => i % 2 === 0));
+      const later = Array.from({ length: 20 }, () => randomUUID());
+      await bus.publishBatch(topic, items(first));
+      const group = unique('g');
+      const handled = new Set<string>();
+      const sub = bus.subscribe({
+        group,
+        topics: [topic],
+        fromBeginning: true,
+        retry: { attempts: Number.POSITIVE_INFINITY, initialDelay: '1h', maxDelay: '1h', jitter: 0 },
+        dedup: { store, markDelay: '1h' },
+        handler: (m) => {
+          if (failing.has(m.id!)) throw new Error('not yet');
+          handled.add(m.id!);
+        },
+      });
+      const passing = first.filter((id) => !failing.has(id));
+      // Marked: a commit carrying the progress of all of them has begun.
+      await waitFor(
+        'the first records to be marked',
+        async () => (await store.hasMany!(group, passing)).size === passing.length,
+      );
+      await bus.publishBatch(topic, items(later));
+      await waitFor('the later records to be handled', () => later.every((id) => handled.has(id)));
+      await sub.stop();
+      assert.deepEqual(await store.hasMany!(group, later), new Set(later), 'each handled record marked');
     } finally {
       await store.close();
       await bus.close();

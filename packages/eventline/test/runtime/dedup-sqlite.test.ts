@@ -3,11 +3,12 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, test } from 'node:test';
 import { decodeBatch, encodeBatch } from '../../src/engine/embedded/batch-format.ts';
 import type { StoredRecord } from '../../src/engine/types.ts';
 import { isEventlineError } from '../../src/errors.ts';
-import { BatchIds, DedupGate } from '../../src/runtime/dedup-gate.ts';
+import { BatchIds, type BatchMarkStore, DedupGate, type MarkedIds } from '../../src/runtime/dedup-gate.ts';
 import { type SqliteDedupStore, sqliteDedupStore } from '../../src/runtime/dedup-sqlite.ts';
 import { spawnNode, unique, waitFor } from '../helpers.ts';
 
@@ -16,12 +17,23 @@ const HOLDER = new URL('./processes/dedup-transaction.ts', import.meta.url);
 const dir = mkdtempSync(join(tmpdir(), 'eventline-dedup-sqlite-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** The rows `markMany` wrote for a group: the type SQLite stored their ids as, and their length. */
-function rowsOf(store: SqliteDedupStore, table: string, group: string): { kind: string; size: number }[] {
+interface MarkRow {
+  /** `batches` or `packed`: the table (after the store's table name) the row is in. */
+  in: string;
+  /** The type SQLite stored the row's ids as, and their length. */
+  kind: string;
+  size: number;
+}
+
+/** The rows of marks written in batches for a group. */
+function rowsOf(store: SqliteDedupStore, table: string, group: string): MarkRow[] {
   const rows = store.db
-    .prepare(`SELECT typeof(ids) AS kind, length(ids) AS size FROM ${table}_batches WHERE grp = ?`)
-    .all(group) as { kind: string; size: number }[];
-  return rows.map((r) => ({ kind: r.kind, size: r.size }));
+    .prepare(
+      `SELECT 'batches' AS tbl, typeof(ids) AS kind, length(ids) AS size FROM ${table}_batches WHERE grp = ?1
+       UNION ALL SELECT 'packed', typeof(ids), length(ids) FROM ${table}_packed WHERE grp = ?1`,
+    )
+    .all(group) as { tbl: string; kind: string; size: number }[];
+  return rows.map((r) => ({ in: r.tbl, kind: r.kind, size: r.size }));
 }
 
 describe('SQLite store: lookups', () => {
@@ -37,7 +49,7 @@ describe('SQLite store: lookups', () => {
     const others = Array.from({ length: 300 }, () => randomUUID());
     await store.markMany!(group, marked, 60_000);
     assert.deepEqual(rowsOf(store, 'eventline_dedup', group), [
-      { kind: 'text', size: marked.join('\n').length },
+      { in: 'batches', kind: 'text', size: marked.join('\n').length },
     ]);
     assert.deepEqual(await store.hasMany!(group, [...others, ...marked]), new Set(marked));
     assert.equal(await store.has(group, marked[123]!), true);
@@ -136,8 +148,8 @@ describe('SQLite store: marks from the consumer runtime', () => {
     assert.deepEqual(
       rowsOf(store, 'eventline_dedup', group).sort((a, b) => a.kind.localeCompare(b.kind)),
       [
-        { kind: 'blob', size: 300 * 16 },
-        { kind: 'text', size: others.join('\n').length },
+        { in: 'packed', kind: 'blob', size: 300 * 16 },
+        { in: 'batches', kind: 'text', size: others.join('\n').length },
       ],
     );
     const unknown = Array.from({ length: 50 }, () => randomUUID());
@@ -165,8 +177,8 @@ describe('SQLite store: marks from the consumer runtime', () => {
     gate.handled(batch, 1);
     await gate.flush();
     assert.deepEqual(
-      rowsOf(store, 'eventline_dedup', group).map((r) => r.kind),
-      ['blob'],
+      rowsOf(store, 'eventline_dedup', group).map((r) => `${r.in} ${r.kind}`),
+      ['packed blob'],
     );
     assert.deepEqual(
       await store.hasMany!(group, [id('00000000'), id('00000001'), id('00000002'), id('00000003')]),
@@ -174,6 +186,81 @@ describe('SQLite store: marks from the consumer runtime', () => {
     );
     gate.close();
     await store.close();
+  });
+
+  test('packed marks are kept apart from the text rows earlier versions read, and purged by TTL too', async () => {
+    const store = sqliteDedupStore({ path: join(dir, 'runtime-tables.db'), table: 'marks' });
+    const group = unique('g');
+    const gate = new DedupGate({ store, markDelay: '1h' }, group);
+    const uuids = Array.from({ length: 20 }, () => randomUUID()).sort();
+    const texts = ['order-1', 'order-2'];
+    const packed = new BatchIds(withIds(uuids));
+    for (let o = 0; o < uuids.length; o++) gate.handled(packed, o);
+    await gate.flush();
+    const text = new BatchIds(withIds(texts));
+    for (let o = 0; o < texts.length; o++) gate.handled(text, o);
+    await gate.flush();
+    // What a process of an earlier version does with each `_batches` row it finds in range.
+    const earlier = store.db.prepare('SELECT ids FROM marks_batches WHERE grp = ?').all(group) as {
+      ids: string | Uint8Array;
+    }[];
+    assert.deepEqual(
+      earlier.flatMap((row) => (row.ids as string).split('\n')),
+      texts,
+      'only text rows where earlier versions read',
+    );
+    assert.deepEqual(await store.hasMany!(group, [...uuids, ...texts]), new Set([...uuids, ...texts]));
+    // Expired marks of both tables go with the purge.
+    const expired: MarkedIds = {
+      count: uuids.length,
+      packed: () => Buffer.from(uuids.join('').replaceAll('-', ''), 'hex'),
+      list: () => uuids,
+    };
+    await (store as unknown as BatchMarkStore).markIds(group, expired, packed.low, packed.high, 0);
+    await store.markMany!(group, ['order-3'], 0);
+    assert.equal(rowsOf(store, 'marks', group).length, 4);
+    assert.equal(await store.purge(), 2);
+    assert.deepEqual(
+      rowsOf(store, 'marks', group).map((r) => `${r.in} ${r.kind}`),
+      ['batches text', 'packed blob'],
+    );
+    gate.close();
+    await store.close();
+  });
+
+  test("on the application's connection a flush fails while the application has a transaction open", async () => {
+    const db = new DatabaseSync(join(dir, 'runtime-app.db'));
+    const store = sqliteDedupStore({ db });
+    const group = unique('g');
+    const gate = new DedupGate({ store, markDelay: '1h' }, group);
+    const ids = [randomUUID(), randomUUID()].sort();
+    const batch = new BatchIds(withIds(ids));
+    gate.handled(batch, 0);
+    gate.handled(batch, 1);
+    // The application's own transaction, awaiting something between BEGIN and its end.
+    db.exec('BEGIN');
+    await assert.rejects(gate.flush(), (err) => isEventlineError(err));
+    db.exec('ROLLBACK');
+    assert.deepEqual(
+      await store.hasMany!(group, ids),
+      new Set(),
+      'no mark joined the rolled back transaction',
+    );
+    await gate.flush();
+    assert.deepEqual(await store.hasMany!(group, ids), new Set(ids), 'written by the next flush');
+    gate.close();
+    await store.close();
+    // The same on a store's own connection, should a transaction be begun on it.
+    const own = sqliteDedupStore({ path: join(dir, 'runtime-own.db') });
+    const ownGate = new DedupGate({ store: own, markDelay: '1h' }, group);
+    ownGate.handled(batch, 0);
+    own.db.exec('BEGIN');
+    await assert.rejects(ownGate.flush(), (err) => isEventlineError(err));
+    own.db.exec('ROLLBACK');
+    assert.deepEqual(await own.hasMany!(group, ids), new Set());
+    ownGate.close();
+    await own.close();
+    db.close();
   });
 
   test('a flush waits while another process holds the write lock, and fails after lockTimeout', async () => {
