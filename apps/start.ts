@@ -22,12 +22,16 @@ import type { SystemSetup } from './shared/index.ts';
 
 module.enableCompileCache?.();
 
-/** The systems and their services, in start order. A system whose files are missing is left out. */
+/**
+ * The systems and their services, in start order. A system whose files are missing is left out. A
+ * service's `urlOf` sets variables to the URL of another service of its system, which it waits for
+ * (unless the variable is set already).
+ */
 const SYSTEMS: {
   seed: string;
   title: string;
   setup: string;
-  services: { name: string; script: string }[];
+  services: { name: string; script: string; urlOf?: Record<string, string> }[];
 }[] = [
   {
     seed: '000',
@@ -35,7 +39,11 @@ const SYSTEMS: {
     setup: 'catalogue/src/setup.ts',
     services: [
       { name: 'question-service', script: 'catalogue/src/question-service-main.ts' },
-      { name: 'matching-service', script: 'catalogue/src/matching-service-main.ts' },
+      {
+        name: 'matching-service',
+        script: 'catalogue/src/matching-service-main.ts',
+        urlOf: { QUESTION_SERVICE_URL: 'question-service' },
+      },
     ],
   },
   {
@@ -115,13 +123,18 @@ function pretty(line: string): string {
   }
 }
 
-function start(name: string, script: string): Promise<string> {
+function start(name: string, script: string, extraEnv: Record<string, string>): Promise<string> {
   // Its own process group: Ctrl-C reaches this process only, which stops each service once.
   const child = spawn(process.execPath, [path(script)], {
     cwd: ROOT,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, EVENTLINE_URL: url, NODE_COMPILE_CACHE: module.getCompileCacheDir?.() ?? '' },
+    env: {
+      ...process.env,
+      ...extraEnv,
+      EVENTLINE_URL: url,
+      NODE_COMPILE_CACHE: module.getCompileCacheDir?.() ?? '',
+    },
   });
   const c = colours[colour++ % colours.length]!;
   const label = tty ? `\x1b[${c}m${name.padEnd(16)}\x1b[0m` : name.padEnd(16);
@@ -176,10 +189,23 @@ process.once('exit', () => {
 const urls: Record<string, string> = {};
 try {
   for (const s of systems) {
-    const started = await Promise.all(
-      s.services.map(async (svc) => [svc.name, await start(svc.name, svc.script)]),
-    );
-    for (const [name, u] of started) urls[name!] = u!;
+    const listening = new Map<string, Promise<string>>();
+    for (const svc of s.services) {
+      listening.set(
+        svc.name,
+        (async () => {
+          const env: Record<string, string> = {};
+          for (const [variable, other] of Object.entries(svc.urlOf ?? {})) {
+            const given = process.env[variable];
+            const u = given === undefined || given.trim() === '' ? await listening.get(other) : given;
+            if (u !== undefined) env[variable] = u;
+          }
+          return start(svc.name, svc.script, env);
+        })(),
+      );
+    }
+    const started = await Promise.all([...listening].map(async ([name, p]) => [name, await p] as const));
+    for (const [name, u] of started) urls[name] = u;
   }
 } catch (err) {
   say(`\n${(err as Error).message}; see its output above (a port in use? set the *_SERVICE_PORT variables).`);

@@ -3,7 +3,8 @@
  * the same topic and difficulty, then both are paired, oldest waiting request first. Pairing is one
  * transaction, serialised per topic and difficulty (an advisory lock on PostgreSQL; SQLite runs one
  * write transaction at a time), so instances of the service sharing one database never pair a
- * request twice, and never leave two requests waiting that match each other.
+ * request twice, and never leave two requests waiting that match each other. A partner is claimed
+ * only while it is still queued, so a request cancelled meanwhile is never paired.
  */
 import { randomUUID } from 'node:crypto';
 import { HttpError, type ServiceDatabase, type Sql } from '../../shared/index.ts';
@@ -134,13 +135,25 @@ export async function enqueue(
       );
       if (waiting) throw alreadyWaiting(toRequest(waiting));
       const now = new Date().toISOString();
-      const [partner] = await tx.query<RequestRow>(
-        `SELECT * FROM match_requests
-         WHERE topic = ? AND difficulty = ? AND status = 'queued' AND user_id <> ?
-         ORDER BY created_at, id LIMIT 1`,
-        [input.topic, input.difficulty, input.user],
-      );
       const id = randomUUID();
+      const matchId = randomUUID();
+      let partner: RequestRow | undefined;
+      for (;;) {
+        [partner] = await tx.query<RequestRow>(
+          `SELECT * FROM match_requests
+           WHERE topic = ? AND difficulty = ? AND status = 'queued' AND user_id <> ?
+           ORDER BY created_at, id LIMIT 1`,
+          [input.topic, input.difficulty, input.user],
+        );
+        if (partner === undefined) break;
+        // Claim it only while it still waits: a cancel does not take the lock above, and on
+        // PostgreSQL may commit between the SELECT and here. Then try the next one.
+        const claimed = await tx.run(
+          "UPDATE match_requests SET status = 'matched', match_id = ? WHERE id = ? AND status = 'queued'",
+          [matchId, partner.id],
+        );
+        if (claimed > 0) break;
+      }
       if (partner === undefined) {
         await tx.run(
           `INSERT INTO match_requests (id, user_id, topic, difficulty, status, match_id, created_at)
@@ -153,7 +166,7 @@ export async function enqueue(
         };
       }
       const match: Match = {
-        id: randomUUID(),
+        id: matchId,
         topic: input.topic,
         difficulty: input.difficulty,
         users: [partner.user_id, input.user],
@@ -165,10 +178,6 @@ export async function enqueue(
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
         [match.id, match.topic, match.difficulty, ...match.users, ...match.requests, now],
       );
-      await tx.run("UPDATE match_requests SET status = 'matched', match_id = ? WHERE id = ?", [
-        match.id,
-        partner.id,
-      ]);
       await tx.run(
         `INSERT INTO match_requests (id, user_id, topic, difficulty, status, match_id, created_at)
          VALUES (?, ?, ?, ?, 'matched', ?, ?)`,

@@ -12,7 +12,8 @@ import {
   buildApp,
   commonConfig,
   envDuration,
-  envString,
+  envOptional,
+  envPort,
   HttpError,
   listen,
   objectBody,
@@ -42,7 +43,10 @@ export interface MatchingServiceConfig {
   bus?: Eventline;
   /** Default `DATABASE_URL`, else SQLite at `.eventline/apps/matching-service.db`. */
   databaseUrl?: string | undefined;
-  /** Where the fallback goes. Default `QUESTION_SERVICE_URL`, else `http://127.0.0.1:8001`. */
+  /**
+   * Where the fallback goes. Default `QUESTION_SERVICE_URL`, else `http://127.0.0.1:<port>` with the
+   * question service's port, `QUESTION_SERVICE_PORT` (8001 when unset).
+   */
   questionServiceUrl?: string;
   /** How long a fallback request may take. Default `QUESTION_SERVICE_TIMEOUT`, else 2 s. */
   fallbackTimeoutMs?: number;
@@ -70,7 +74,9 @@ const FIELD_LIMITS = { user: 100, topic: 100, difficulty: 50 } as const;
 export async function startMatchingService(config: MatchingServiceConfig = {}): Promise<MatchingService> {
   const env = commonConfig('MATCHING_SERVICE_PORT', 8002);
   const questionServiceUrl =
-    config.questionServiceUrl ?? envString('QUESTION_SERVICE_URL', 'http://127.0.0.1:8001');
+    config.questionServiceUrl ??
+    envOptional('QUESTION_SERVICE_URL') ??
+    `http://127.0.0.1:${envPort('QUESTION_SERVICE_PORT', 8001)}`;
   const fallbackTimeoutMs = config.fallbackTimeoutMs ?? envDuration('QUESTION_SERVICE_TIMEOUT', '2s');
   const logger = config.logger ?? serviceLogger(MATCHING_SERVICE);
   return startService(async (closer) => {
@@ -196,7 +202,10 @@ export async function startMatchingService(config: MatchingServiceConfig = {}): 
     closer.add(() => app.close());
 
     const url = await listen(app, config.host ?? env.host, config.port ?? env.port);
-    logger.info({ url, questionServiceUrl }, 'matching service: listening');
+    logger.info(
+      { url, questionServiceUrl },
+      `matching service: listening (HTTP fallback to the question service at ${questionServiceUrl})`,
+    );
     return { name: MATCHING_SERVICE, url, bus, topics, lists, db, app };
   });
 }

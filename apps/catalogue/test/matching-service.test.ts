@@ -273,6 +273,43 @@ describe('while a view cannot answer, the question service is asked over HTTP', 
     }
   });
 
+  test('with no QUESTION_SERVICE_URL, the fallback goes to the port in QUESTION_SERVICE_PORT', async () => {
+    const name = unique('port');
+    const qs = await startQuestionService({
+      port: 0,
+      eventlineUrl: engineUrl(`${name}-questions`),
+      databaseUrl: databaseUrl(`${name}-questions`),
+      logger: captureLogger(),
+    });
+    const saved = { url: process.env.QUESTION_SERVICE_URL, port: process.env.QUESTION_SERVICE_PORT };
+    delete process.env.QUESTION_SERVICE_URL;
+    process.env.QUESTION_SERVICE_PORT = new URL(qs.url).port;
+    let ms: MatchingService | undefined;
+    try {
+      // Its own engine, where nothing was published: every lookup is a fallback.
+      ms = await startMatchingService({
+        port: 0,
+        eventlineUrl: engineUrl(`${name}-matching`),
+        databaseUrl: databaseUrl(unique('matching')),
+        logger: captureLogger(),
+      });
+      await ms.lists.ready();
+      const reply = await ask(ms, 'alice', 'Arrays', 'easy');
+      assert.equal(reply.status, 202, JSON.stringify(reply.body));
+      assert.deepEqual(reply.body.validatedFrom, { topics: 'http', difficulties: 'http' });
+    } finally {
+      for (const [variable, value] of [
+        ['QUESTION_SERVICE_URL', saved.url],
+        ['QUESTION_SERVICE_PORT', saved.port],
+      ] as const) {
+        if (value === undefined) delete process.env[variable];
+        else process.env[variable] = value;
+      }
+      await ms?.close();
+      await qs.close();
+    }
+  });
+
   test('with no list in the view and the question service unreachable, a request gets a 503 saying why', async () => {
     const name = unique('down');
     const qs = await startQuestionService({

@@ -6,7 +6,8 @@
  * and publishes `question.generation.response` on `question.response`: `completed` with the
  * questions or, after the last attempt, `failed` with the error, the request going to the
  * dead-letter topic as well. A responder answers the same request through Eventline's
- * request/reply on `question.generate`.
+ * request/reply on `question.generate`: it accepts it the same way (row and event in one
+ * transaction), leaves the generation to the generator consumer, and replies with its response.
  */
 import {
   connect,
@@ -28,6 +29,7 @@ import {
   listen,
   openDatabase,
   type RunningService,
+  serveMetrics,
   serviceLogger,
 } from '../../shared/index.ts';
 import { CircuitBreaker } from './circuit-breaker.ts';
@@ -58,7 +60,10 @@ export interface AiServiceConfig extends CommonConfig {
   retryDelayMs: number;
   /** Failures in a row that open the circuit breaker. `LLM_BREAKER_THRESHOLD`, default 5. */
   breakerThreshold: number;
-  /** How long the breaker stays open. `LLM_BREAKER_COOLDOWN`, default `30s`. */
+  /**
+   * How long the breaker stays open. `LLM_BREAKER_COOLDOWN`, default `30s`. A request it refuses
+   * waits this out before its next delivery, so it does not use up its attempts meanwhile.
+   */
   breakerCooldownMs: number;
   /**
    * A generator that dies loses its requests to another after this long. `GENERATOR_SESSION_TIMEOUT`,
@@ -128,7 +133,6 @@ export async function startAiService(config: Partial<AiServiceConfig> = {}): Pro
       breaker,
       logger,
       maxAttempts: c.maxAttempts,
-      retryDelayMs: c.retryDelayMs,
       userId: AI_SERVICE,
     });
 
@@ -188,6 +192,7 @@ export async function startAiService(config: Partial<AiServiceConfig> = {}): Pro
       outbox: await outbox.backlog(),
       generator: c.generator,
     }));
+    serveMetrics(app, bus);
 
     if (c.generator) {
       subscription = bus.subscribe({

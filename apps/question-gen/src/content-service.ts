@@ -22,6 +22,7 @@ import {
   openDatabase,
   type RunningService,
   type ServiceDatabase,
+  serveMetrics,
   serviceLogger,
 } from '../../shared/index.ts';
 import {
@@ -314,7 +315,7 @@ export async function startContentService(
         if (isEventlineError(err, 'EVENTLINE_ERR_TIMEOUT')) {
           throw new HttpError(
             504,
-            `the AI service did not answer request ${id} within ${c.requestTimeoutMs} ms; it stays pending: GET /api/requests/${id} later`,
+            `the AI service did not answer request ${id} within ${c.requestTimeoutMs} ms; a request it received is still generated, and its answer stored here: GET /api/requests/${id} later (if it stays pending, send the same request again: it is not generated twice)`,
             { code: 'AI_SERVICE_TIMEOUT' },
           );
         }
@@ -346,6 +347,7 @@ export async function startContentService(
     });
 
     app.get('/health', async () => ({ status: 'ok', service: CONTENT_SERVICE, ...counts }));
+    serveMetrics(app, started);
 
     await subscription.ready();
     const url = await listen(app, c.host, c.port);

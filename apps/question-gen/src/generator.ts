@@ -14,7 +14,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isRetryable, type Logger, NonRetryableError } from 'eventline';
 import type { ServiceDatabase, ServiceOutbox, Sql } from '../../shared/index.ts';
-import type { CircuitBreaker } from './circuit-breaker.ts';
+import { type CircuitBreaker, CircuitOpenError } from './circuit-breaker.ts';
 import {
   isQuestion,
   type Question,
@@ -82,8 +82,6 @@ export interface GeneratorOptions {
   logger: Logger;
   /** LLM calls per request before it fails (the consumer's delivery attempts). */
   maxAttempts: number;
-  /** First wait between attempts on the request/reply path (doubles, at most 30 s). */
-  retryDelayMs: number;
   /** `userId` of the response events. */
   userId: string;
 }
@@ -123,12 +121,16 @@ export class QuestionGenerator {
    * transaction. A request id seen before publishes nothing and returns the existing record.
    */
   accept(data: QuestionGenerationRequestData, userId: string): Promise<AcceptResult> {
+    return this.#accept(requestEvent(data, userId), 'http');
+  }
+
+  #accept(event: QuestionGenerationRequestEvent, source: RequestSource): Promise<AcceptResult> {
+    const id = event.eventData.request_id;
     return this.#o.outbox.transaction(async (tx) => {
-      const event = requestEvent(data, userId);
-      if (!(await this.#insert(tx, event, 'http')))
-        return { created: false, record: (await this.get(data.request_id, tx))! };
-      await tx.publish(this.#o.topics.request, event, { key: data.request_id });
-      return { created: true, record: (await this.get(data.request_id, tx))! };
+      if (!(await this.#insert(tx, event, source)))
+        return { created: false, record: (await this.get(id, tx))! };
+      await tx.publish(this.#o.topics.request, event, { key: id });
+      return { created: true, record: (await this.get(id, tx))! };
     });
   }
 
@@ -166,9 +168,33 @@ export class QuestionGenerator {
    * Handles a `question.request` event (the generator consumer). Resolves when the request is
    * answered or needs nothing; rejects to have it delivered again later; on the last attempt a
    * failure is stored, published as a `failed` response, and rethrown as `NonRetryableError` so the
-   * record also goes to the dead-letter topic.
+   * record also goes to the dead-letter topic. A failure outside the LLM call (the database, the
+   * outbox) on the last attempt is stored as `failed` too, as far as the database lets it, and
+   * rethrown: the record goes to the dead-letter topic, and the request does not stay `accepted`.
    */
   async handleRequestEvent(event: QuestionGenerationRequestEvent, ctx: HandleContext): Promise<void> {
+    try {
+      await this.#generate(event, ctx);
+    } catch (err) {
+      // A NonRetryableError from #generate means the failure is stored and published already.
+      if (ctx.signal.aborted || err instanceof NonRetryableError) throw err;
+      if (ctx.attempt < this.#o.maxAttempts && isRetryable(err)) throw err;
+      const id = event.eventData.request_id;
+      this.#o.logger.error(
+        { request_id: id, attempt: ctx.attempt, of: this.#o.maxAttempts, err },
+        'question generation failed for good outside the LLM call',
+      );
+      await this.#finish(id, 'failed', [], err, codeOf(err, 'INTERNAL_ERROR')).catch((finishErr: unknown) =>
+        this.#o.logger.error(
+          { request_id: id, err: finishErr },
+          'the failure could not be stored either: the request stays accepted until its dead letter is replayed',
+        ),
+      );
+      throw err;
+    }
+  }
+
+  async #generate(event: QuestionGenerationRequestEvent, ctx: HandleContext): Promise<void> {
     const { logger } = this.#o;
     const id = event.eventData.request_id;
     const row = await this.#rowFor(event, 'topic');
@@ -203,7 +229,15 @@ export class QuestionGenerator {
         { request_id: id, attempt: ctx.attempt, of: this.#o.maxAttempts, err },
         last ? 'question generation failed for good' : 'question generation failed; will retry',
       );
-      if (!last) throw err;
+      if (!last) {
+        // The open breaker refused without calling the LLM. Redelivered at once, the request would be
+        // refused again and use up its attempts while the breaker cools down: wait until a trial
+        // call may go through, so the request fails only if the LLM itself keeps failing.
+        if (err instanceof CircuitOpenError && err.retryInMs > 0) {
+          await sleep(err.retryInMs, undefined, { signal: ctx.signal });
+        }
+        throw err;
+      }
       await this.#finish(id, 'failed', [], err);
       throw new NonRetryableError(
         `request ${id} failed after ${ctx.attempt} attempt(s): ${(err as Error).message}`,
@@ -221,18 +255,21 @@ export class QuestionGenerator {
   }
 
   /**
-   * Answers a request sent with Eventline's request/reply: generates it (retrying with backoff up
-   * to `maxAttempts`) unless it is known, and resolves with its response event, which is also
-   * published on `question.response` like any other. A request id accepted by another way is not
-   * generated again: this waits for that generation to finish.
+   * Answers a request sent with Eventline's request/reply. The request takes the durable path: its
+   * row and its `question.request` event are written in one transaction, as {@link accept} does,
+   * so the generator consumer (with its retries and dead letters) generates it. This only waits for
+   * the row to be answered and resolves with its response event, which is also published on
+   * `question.response` like any other. A request id accepted before is not generated again: this
+   * waits for that request's answer. When `signal` aborts (the requester's deadline, or the
+   * responder stopping), this rejects and the generation goes on: the response is still published.
    */
   async generateNow(
     event: QuestionGenerationRequestEvent,
     signal: AbortSignal,
   ): Promise<QuestionGenerationResponseEvent> {
     const id = event.eventData.request_id;
-    let row = await this.#rowFor(event, 'request-reply');
-    const differs = conflicts(row, event.eventData);
+    const { created, record } = await this.#accept(event, 'request-reply');
+    const differs = conflicts(record, event.eventData);
     if (differs.length > 0) {
       throw Object.assign(
         new Error(`request_id ${id} was already used for another request (${differs.join(', ')})`),
@@ -241,31 +278,26 @@ export class QuestionGenerator {
         },
       );
     }
-    if (row.status === 'accepted' && row.request_event_id === event.eventId) {
+    if (created) {
       this.#o.logger.info(
-        { request_id: id, via: 'request-reply' },
-        `Received question generation request - request_id: ${id}`,
+        { request_id: id, via: 'request-reply', topic: this.#o.topics.request.name },
+        `Received question generation request - request_id: ${id}; handed to the generator through ${this.#o.topics.request.name}`,
       );
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await this.#finish(id, 'completed', await this.#callLlm(event.eventData, signal));
-          break;
-        } catch (err) {
-          if (signal.aborted) throw err;
-          if (attempt >= this.#o.maxAttempts || !isRetryable(err)) {
-            this.#o.logger.warn({ request_id: id, attempt, err }, 'question generation failed for good');
-            await this.#finish(id, 'failed', [], err);
-            break;
-          }
-          this.#o.logger.warn({ request_id: id, attempt, err }, 'question generation failed; will retry');
-          await sleep(Math.min(this.#o.retryDelayMs * 2 ** (attempt - 1), 30_000), undefined, { signal });
-        }
-      }
     }
-    row = (await this.get(id)) ?? row;
-    while (row.status === 'accepted') {
-      await sleep(100, undefined, { signal });
-      row = (await this.get(id))!;
+    let row = record;
+    try {
+      while (row.status === 'accepted') {
+        await sleep(100, undefined, { signal });
+        row = (await this.get(id))!;
+      }
+    } catch (err) {
+      if (!signal.aborted) throw err;
+      throw Object.assign(
+        new Error(
+          `request ${id} is not answered yet; it is still being generated, and its response will be published on ${this.#o.topics.response.name}`,
+        ),
+        { code: 'STILL_PENDING', cause: err },
+      );
     }
     return JSON.parse(row.response!) as QuestionGenerationResponseEvent;
   }
@@ -307,6 +339,7 @@ export class QuestionGenerator {
     status: 'completed' | 'failed',
     questions: Question[],
     err?: unknown,
+    code: string = codeOf(err),
   ): Promise<void> {
     const published = await this.#o.outbox.transaction(async (tx) => {
       const response = responseEvent(
@@ -315,9 +348,7 @@ export class QuestionGenerator {
           status,
           questions,
           total_questions: questions.length,
-          ...(status === 'failed'
-            ? { error: (err as Error)?.message ?? String(err), error_code: codeOf(err) }
-            : {}),
+          ...(status === 'failed' ? { error: (err as Error)?.message ?? String(err), error_code: code } : {}),
         },
         this.#o.userId,
       );
@@ -353,7 +384,7 @@ export function conflicts(row: RequestRecord, data: QuestionGenerationRequestDat
 }
 
 /** A stable code for a failure, written to the `failed` response and the dead letter. */
-function codeOf(err: unknown): string {
+function codeOf(err: unknown, fallback = 'LLM_ERROR'): string {
   const code = (err as { code?: unknown } | undefined)?.code;
-  return typeof code === 'string' && code !== '' ? code : 'LLM_ERROR';
+  return typeof code === 'string' && code !== '' ? code : fallback;
 }

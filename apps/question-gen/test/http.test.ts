@@ -1,11 +1,11 @@
-/** The HTTP edges of both services: clear 400s naming the bad field, 404s, health. */
+/** The HTTP edges of both services: clear 400s naming the bad field, 404s, health, metrics. */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { serviceLogger } from '../../shared/index.ts';
-import { http, unique } from '../../shared/test/helpers.ts';
+import { http, metric, scrape, unique, waitFor } from '../../shared/test/helpers.ts';
 import { type AiService, startAiService } from '../src/ai-service.ts';
 import { type ContentService, startContentService } from '../src/content-service.ts';
 import { OfflineProvider } from '../src/llm/offline.ts';
@@ -136,4 +136,26 @@ test('health reports the LLM and the circuit breaker', async () => {
   assert.deepEqual([h.body.status, h.body.llm, h.body.circuit.state], ['ok', 'offline', 'closed']);
   const c = await http('GET', `${content.url}/health`);
   assert.equal(c.body.status, 'ok');
+});
+
+test("both services serve /metrics: Eventline's metrics for their consumers and the AI service's outbox", async () => {
+  const { request, response } = ai.config.topics;
+  const consumed = (m: Map<string, number>, group: string, topic: string): number =>
+    metric(m, `eventline_records_consumed_total{group="${group}",topic="${topic}",outcome="success"}`);
+  assert.equal(
+    (await http('POST', `${ai.url}${GENERATE}`, { ...valid, request_id: 'metrics-1' })).status,
+    200,
+  );
+  const fromAi = await waitFor('the generator consumer to count the request', async () => {
+    const m = await scrape(ai.url);
+    return consumed(m, ai.config.generatorGroup, request) === 1 ? m : undefined;
+  });
+  // The request event reached the consumer through the outbox.
+  assert.ok(metric(fromAi, 'eventline_outbox_relayed_total{outbox="eventline_outbox"}') >= 1);
+  assert.ok(fromAi.has('eventline_outbox_backlog_events{outbox="eventline_outbox"}'));
+  const fromContent = await waitFor('the content service to count the response', async () => {
+    const m = await scrape(content.url);
+    return consumed(m, 'content-service-question-consumer', response) === 1 ? m : undefined;
+  });
+  assert.equal(consumed(fromContent, 'content-service-question-consumer', request), 1);
 });

@@ -8,15 +8,22 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, test } from 'node:test';
 import { connect, type Eventline, type LogLevel, readDeadLetters, replayDeadLetters } from 'eventline';
 import { serviceLogger } from '../../shared/index.ts';
 import { http, readTopic, startProcess, stopProcess, unique, waitFor } from '../../shared/test/helpers.ts';
 import { createTempDatabase } from '../../shared/test/pg.ts';
 import { type AiService, startAiService } from '../src/ai-service.ts';
-import { type ContentService, type StoredRequest, startContentService } from '../src/content-service.ts';
-import { type QuestionTopicNames, questionTopics } from '../src/events.ts';
+import {
+  type ContentService,
+  type ContentServiceConfig,
+  type StoredRequest,
+  startContentService,
+} from '../src/content-service.ts';
+import { type Question, type QuestionTopicNames, questionTopics } from '../src/events.ts';
 import { OfflineProvider } from '../src/llm/offline.ts';
+import type { LlmProvider, QuestionSpec } from '../src/llm/provider.ts';
 
 export interface EngineUnderTest {
   name: string;
@@ -34,6 +41,35 @@ interface Names {
   generatorGroup: string;
   responderGroup: string;
   consumerGroup: string;
+}
+
+/**
+ * The offline LLM, but each call waits until `release()` is called or its signal aborts (as an
+ * HTTP call to a real LLM would be cut short).
+ */
+class GatedLlm implements LlmProvider {
+  readonly name = 'gated';
+  calls = 0;
+  readonly #offline = new OfflineProvider();
+  readonly #gate = Promise.withResolvers<void>();
+
+  release(): void {
+    this.#gate.resolve();
+  }
+
+  async generateQuestions(spec: QuestionSpec, signal?: AbortSignal): Promise<Question[]> {
+    this.calls++;
+    signal?.throwIfAborted();
+    const aborted = Promise.withResolvers<never>();
+    const onAbort = (): void => aborted.reject(signal!.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await Promise.race([this.#gate.promise, aborted.promise]);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+    return this.#offline.generateQuestions(spec, signal);
+  }
 }
 
 function freshNames(): Names {
@@ -68,9 +104,10 @@ export function runScenarios(engine: EngineUnderTest): void {
 
     /** Both services in this process, on fresh names and databases. */
     async function startBoth(
-      llm: OfflineProvider,
+      llm: LlmProvider,
       ai: Partial<Parameters<typeof startAiService>[0]> = {},
       databases: { ai?: string; content?: string } = {},
+      contentConfig: Partial<ContentServiceConfig> = {},
     ): Promise<{ ai: AiService; content: ContentService; names: Names; stop(): Promise<void> }> {
       const names = freshNames();
       const common = { host: '127.0.0.1', port: 0, eventlineUrl: engine.url(dir), topics: names.topics };
@@ -90,6 +127,7 @@ export function runScenarios(engine: EngineUnderTest): void {
         databaseUrl: databases.content ?? `sqlite:${join(dir, `${names.generatorGroup}-content.db`)}`,
         consumerGroup: names.consumerGroup,
         logger: serviceLogger('content-service', LOG_LEVEL),
+        ...contentConfig,
       });
       open.push(content);
       return {
@@ -277,10 +315,10 @@ export function runScenarios(engine: EngineUnderTest): void {
       await stop();
     });
 
-    test('the circuit breaker opens after repeated failures and later calls fail fast', async () => {
+    test('the circuit breaker opens after repeated failures; a request on its last attempt fails fast', async () => {
       const llm = new OfflineProvider({ failTimes: 1_000 });
       const { ai, content, stop } = await startBoth(llm, {
-        maxAttempts: 4,
+        maxAttempts: 3,
         breakerThreshold: 2,
         breakerCooldownMs: 600_000,
       });
@@ -293,12 +331,130 @@ export function runScenarios(engine: EngineUnderTest): void {
       const stored = await settled(content.url, 'breaker-1');
       assert.equal(stored.status, 'failed');
       assert.equal(stored.error_code, 'CIRCUIT_OPEN');
-      assert.equal(llm.calls, 2, 'attempts 3 and 4 never reached the LLM');
+      assert.equal(llm.calls, 2, 'attempt 3 never reached the LLM');
       const stats = ai.breaker.stats();
       assert.equal(stats.state, 'open');
-      assert.equal(stats.rejected, 2);
+      assert.equal(stats.rejected, 1);
       const health = await http<{ circuit: { state: string } }>('GET', `${ai.url}/health`);
       assert.equal(health.body.circuit.state, 'open');
+      await stop();
+    });
+
+    test('a request refused by the open breaker waits out its cool-down, then completes', async () => {
+      // Two failures open the breaker; the third attempt is refused while it cools down (the
+      // retry delays, 50 ms doubling, are far shorter). The request waits until a trial call may
+      // go through instead of using up its attempts: the fourth attempt is that trial, and succeeds.
+      const llm = new OfflineProvider({ failTimes: 2 });
+      const { ai, content, names, stop } = await startBoth(llm, {
+        maxAttempts: 4,
+        breakerThreshold: 2,
+        breakerCooldownMs: 1_500,
+      });
+      await http('POST', `${ai.url}${GENERATE}`, {
+        request_id: 'cooldown-1',
+        topic: 'HTTP status codes',
+        num_questions: 2,
+        difficulty: 'easy',
+      });
+      const stored = await settled(content.url, 'cooldown-1');
+      assert.equal(stored.status, 'completed', JSON.stringify(stored));
+      assert.equal(stored.questions.length, 2);
+      assert.equal(llm.calls, 3, 'two failed calls, then the trial call that succeeded');
+      assert.deepEqual(ai.breaker.stats(), {
+        state: 'closed',
+        consecutiveFailures: 0,
+        rejected: 1,
+        opened: 1,
+      });
+      assert.deepEqual(
+        (await responsesFor(names, 'cooldown-1')).map((m) => m.value!.eventData.status),
+        ['completed'],
+      );
+      await assert.rejects(
+        readDeadLetters(bus, { group: names.generatorGroup, topic: names.topics.request }),
+        /does not exist|unknown topic/i,
+        'nothing was dead-lettered',
+      );
+      await stop();
+    });
+
+    test('a database failure on the last delivery: the request ends failed, with a response and a dead letter', async () => {
+      const llm = new OfflineProvider();
+      const aiDb = join(dir, `${unique('refusing')}-ai.db`);
+      const { ai, content, names, stop } = await startBoth(llm, { maxAttempts: 2 }, { ai: `sqlite:${aiDb}` });
+      // The AI service's database refuses to store a completed request (the LLM call itself works).
+      const sqlite = new DatabaseSync(aiDb);
+      try {
+        sqlite.exec('PRAGMA busy_timeout = 10000');
+        sqlite.exec(`CREATE TRIGGER refuse_completed BEFORE UPDATE OF status ON question_requests
+          WHEN NEW.status = 'completed' BEGIN SELECT RAISE(ABORT, 'disk quota exceeded (test trigger)'); END`);
+      } finally {
+        sqlite.close();
+      }
+      await http('POST', `${ai.url}${GENERATE}`, {
+        request_id: 'db-fail-1',
+        topic: 'SQL joins',
+        num_questions: 2,
+        difficulty: 'medium',
+      });
+      const stored = await settled(content.url, 'db-fail-1');
+      assert.equal(stored.status, 'failed');
+      assert.match(stored.error ?? '', /disk quota exceeded \(test trigger\)/);
+      assert.equal(stored.error_code, 'ERR_SQLITE_ERROR');
+      assert.equal(llm.calls, 2, 'both deliveries generated; the database refused both results');
+      const record = await http('GET', `${ai.url}/llm/questions/requests/db-fail-1`);
+      assert.equal(record.body.status, 'failed');
+      assert.deepEqual(
+        (await responsesFor(names, 'db-fail-1')).map((m) => m.value!.eventData.status),
+        ['failed'],
+      );
+      const dead = await waitFor('the dead letter', async () => {
+        const list = await readDeadLetters(bus, {
+          group: names.generatorGroup,
+          topic: questionTopics(names.topics).request,
+        });
+        return list.length > 0 ? list : undefined;
+      });
+      assert.equal(dead.length, 1);
+      assert.equal(dead[0]!.attempts, 2);
+      assert.equal(dead[0]!.decoded?.value.eventData.request_id, 'db-fail-1');
+      await stop();
+    });
+
+    test('request/reply whose deadline passes mid-generation: a 504, then the request completes once', async () => {
+      const llm = new GatedLlm();
+      const { ai, content, names, stop } = await startBoth(llm, {}, {}, { requestTimeoutMs: 2_000 });
+      try {
+        const reply = await http('POST', `${content.url}/api/requests`, {
+          request_id: 'rr-late-1',
+          topic: 'Python loops',
+          num_questions: 2,
+          difficulty: 'easy',
+        });
+        assert.equal(reply.status, 504, JSON.stringify(reply.body));
+        assert.equal(reply.body.code, 'AI_SERVICE_TIMEOUT');
+        assert.match(String(reply.body.message), /GET \/api\/requests\/rr-late-1 later/);
+        await waitFor('the LLM call to be under way', () => llm.calls === 1);
+        const during = await http('GET', `${ai.url}/llm/questions/requests/rr-late-1`);
+        assert.equal(during.body.status, 'accepted');
+        assert.equal(during.body.source, 'request-reply');
+      } finally {
+        llm.release();
+      }
+      // The generator consumer owns the request: it finishes it although nobody waits any more.
+      const stored = await settled(content.url, 'rr-late-1');
+      assert.equal(stored.status, 'completed');
+      assert.equal(stored.questions.length, 2);
+      const record = await http('GET', `${ai.url}/llm/questions/requests/rr-late-1`);
+      assert.equal(record.body.status, 'completed');
+      assert.equal(record.body.attempts, 1);
+      assert.equal(llm.calls, 1);
+      const requests = (await readTopic(bus, questionTopics(names.topics).request)).filter(
+        (m) => m.key === 'rr-late-1',
+      );
+      assert.equal(requests.length, 1, 'the request went through question.request, once');
+      assert.equal((await responsesFor(names, 'rr-late-1')).length, 1, 'exactly one response');
+      assert.equal(content.stats().stored, 1);
       await stop();
     });
 

@@ -69,6 +69,12 @@ test('npm start: the services listen, the seed example works, Ctrl-C stops them 
   assert.ok(app.lines.some((l) => l.includes('curl -X POST "http://')));
   const ai = app.urlOf('ai-service');
   const content = app.urlOf('content-service');
+  // QUESTION_SERVICE_PORT is 0 here: the matching service is told where the question service listens.
+  const questions = app.urlOf('question-service');
+  assert.ok(
+    app.lines.some((l) => l.includes(`HTTP fallback to the question service at ${questions})`)),
+    app.lines.join('\n'),
+  );
 
   const accepted = await fetch(`${ai}/llm/questions/generate-for-content-service`, {
     method: 'POST',
