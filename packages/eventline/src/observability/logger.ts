@@ -1,4 +1,5 @@
-import { type DestinationStream, pino } from 'pino';
+import { createRequire } from 'node:module';
+import type { DestinationStream, Logger as PinoLogger } from 'pino';
 import { fail } from '../errors.ts';
 
 /**
@@ -33,6 +34,15 @@ const CENSOR = '[redacted]';
 
 let stderr: DestinationStream | undefined;
 
+// pino is loaded when a line is first written at an enabled level: most processes never write one
+// (the default level is warn), and loading it costs 15-25 ms of a service's start.
+type PinoModule = typeof import('pino');
+let pinoModule: PinoModule | undefined;
+function loadPino(): PinoModule {
+  pinoModule ??= createRequire(import.meta.url)('pino') as PinoModule;
+  return pinoModule;
+}
+
 /**
  * The default logger: pino, one JSON object per line on stderr (`level` as a name, `time` in ISO
  * 8601, `msg`, then the fields), at `level` and above: default EVENTLINE_LOG_LEVEL, else `warn`.
@@ -45,10 +55,27 @@ let stderr: DestinationStream | undefined;
  */
 export function createLogger(options: LogLevel | LoggerOptions = {}): Logger {
   const { level, destination } = typeof options === 'string' ? { level: options } : options;
+  const min = checkLevel(level ?? levelFromEnv(), level === undefined ? 'EVENTLINE_LOG_LEVEL' : 'level');
+  let made: PinoLogger | undefined;
+  const instance = (): PinoLogger => {
+    made ??= makePino(min, destination);
+    return made;
+  };
+  const at = (name: Exclude<LogLevel, 'silent'>): ((obj: object, msg?: string) => void) =>
+    LEVELS.indexOf(name) < LEVELS.indexOf(min as LogLevel)
+      ? () => {}
+      : (obj, msg) => {
+          instance()[name](obj, msg);
+        };
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+function makePino(level: string, destination: DestinationStream | undefined): PinoLogger {
+  const pino = loadPino().pino;
   return pino(
     {
       name: 'eventline',
-      level: checkLevel(level ?? levelFromEnv(), level === undefined ? 'EVENTLINE_LOG_LEVEL' : 'level'),
+      level,
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACT_PATHS, censor: CENSOR },
       // Errors are serialized (and scrubbed) by the `log` formatter, which runs first.
@@ -72,7 +99,7 @@ export function createLogger(options: LogLevel | LoggerOptions = {}): Logger {
 
 /** One synchronous stderr stream for every default logger: a line is written before the process can exit. */
 function stderrDestination(): DestinationStream {
-  stderr ??= pino.destination({ fd: 2, sync: true });
+  stderr ??= loadPino().pino.destination({ fd: 2, sync: true });
   return stderr;
 }
 
@@ -113,7 +140,7 @@ function scrubFields(fields: Record<string, unknown>): Record<string, unknown> {
 function scrub(value: unknown, depth: number): unknown {
   if (typeof value === 'string') return scrubText(value);
   if (value === null || typeof value !== 'object' || depth > 6) return value;
-  if (value instanceof Error) return scrub(pino.stdSerializers.err(value), depth + 1);
+  if (value instanceof Error) return scrub(loadPino().pino.stdSerializers.err(value), depth + 1);
   if (Buffer.isBuffer(value) || ArrayBuffer.isView(value) || value instanceof Date) return value;
   // Copied only when something changed: the caller's objects are never modified.
   if (Array.isArray(value)) {

@@ -7,7 +7,8 @@
  * when Prometheus scrapes.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Registry } from 'prom-client';
+import { createRequire } from 'node:module';
+import type { Registry } from 'prom-client';
 import { type Duration, parseDuration } from '../util/units.ts';
 
 /** Seconds: from 0.1 ms (an in-memory handler) to 10 s (a slow database write or a broker failover). */
@@ -257,7 +258,8 @@ export interface MetricsOptions {
  * let each client make its own (`bus.metrics`). Every metric is listed in docs/operations.md.
  */
 export class EventlineMetrics {
-  readonly registry: Registry;
+  #registry: Registry | undefined;
+  readonly #families: Family<unknown>[] = [];
   readonly #sources = new Set<MetricsSource>();
 
   readonly published: CounterFamily;
@@ -276,7 +278,7 @@ export class EventlineMetrics {
   readonly scrapeErrors: CounterFamily;
 
   constructor(options: MetricsOptions = {}) {
-    this.registry = options.registry ?? new Registry();
+    this.#registry = options.registry;
     const readTimeoutMs = parseDuration(options.readTimeout ?? '5s', 'metrics.readTimeout');
     const counter = (name: string, help: string, labels: string[]): CounterFamily =>
       this.#add(new CounterFamily(name, help, labels));
@@ -455,8 +457,25 @@ export class EventlineMetrics {
   }
 
   #add<F extends Family<unknown>>(family: F): F {
-    this.registry.registerMetric(family as never);
+    this.#families.push(family);
+    this.#registry?.registerMetric(family as never);
     return family;
+  }
+
+  /**
+   * The prom-client registry holding these metrics (and whatever else the service registers in
+   * it). Without one given in the options it is made on first use: loading prom-client costs
+   * 50-80 ms of a service's start, which a process that is never scraped does not pay.
+   */
+  get registry(): Registry {
+    if (this.#registry === undefined) {
+      const { Registry: Made } = createRequire(import.meta.url)(
+        'prom-client',
+      ) as typeof import('prom-client');
+      this.#registry = new Made();
+      for (const family of this.#families) this.#registry.registerMetric(family as never);
+    }
+    return this.#registry;
   }
 
   static readonly #byRegistry = new WeakMap<Registry, EventlineMetrics>();
