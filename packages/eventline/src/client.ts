@@ -30,6 +30,7 @@ import {
   type HistogramChild,
   type LagSample,
   type MetricsOptions,
+  type OutboxSample,
   type ViewSample,
 } from './observability/metrics.ts';
 import { traceHeaders, tracePublish } from './observability/tracing.ts';
@@ -240,6 +241,14 @@ export class Eventline {
       this.metrics.addSource({
         lag: () => this.#lagSamples(),
         views: () => [...this.#views].filter((v) => v.state().status !== 'closed').map(viewSample),
+        // The outboxes health reports on, until they close.
+        outboxes: () =>
+          Promise.all(
+            [...this.#outboxes].map(async (o): Promise<OutboxSample> => {
+              const b = await o.backlog();
+              return { outbox: o.name, backlog: b.count, oldestAgeSeconds: b.oldestAgeMs / 1000 };
+            }),
+          ),
       }),
     );
   }

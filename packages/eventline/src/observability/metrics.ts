@@ -279,6 +279,10 @@ export class EventlineMetrics {
 
   constructor(options: MetricsOptions = {}) {
     this.#registry = options.registry;
+    // Clients given this registry later (`{ metrics: { registry } }`) use these metrics.
+    if (options.registry !== undefined && !EventlineMetrics.#byRegistry.has(options.registry)) {
+      EventlineMetrics.#byRegistry.set(options.registry, this);
+    }
     const readTimeoutMs = parseDuration(options.readTimeout ?? '5s', 'metrics.readTimeout');
     const counter = (name: string, help: string, labels: string[]): CounterFamily =>
       this.#add(new CounterFamily(name, help, labels));
@@ -487,12 +491,7 @@ export class EventlineMetrics {
    */
   static of(options: MetricsOptions = {}): EventlineMetrics {
     if (options.registry === undefined) return new EventlineMetrics();
-    let metrics = EventlineMetrics.#byRegistry.get(options.registry);
-    if (metrics === undefined) {
-      metrics = new EventlineMetrics(options);
-      EventlineMetrics.#byRegistry.set(options.registry, metrics);
-    }
-    return metrics;
+    return EventlineMetrics.#byRegistry.get(options.registry) ?? new EventlineMetrics(options);
   }
 
   /** Adds what a client reads at scrape time; returns a function that removes it. */

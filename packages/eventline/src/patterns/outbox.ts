@@ -264,7 +264,6 @@ class OutboxImpl<Tx extends OutboxTransaction> implements Outbox<Tx> {
   #open = true;
   /** Set inside a transaction's callback: a nested call would wait for itself. */
   readonly #inside = new AsyncLocalStorage<true>();
-  readonly #dropMetrics: () => void;
   readonly #untrack: () => void;
   readonly name: string;
 
@@ -274,12 +273,6 @@ class OutboxImpl<Tx extends OutboxTransaction> implements Outbox<Tx> {
     const name = options.name ?? options.table ?? 'eventline_outbox';
     this.name = name;
     this.#relay = new Relay(bus, store, options, bus.metrics.outboxRelayed.child(name));
-    this.#dropMetrics = bus.metrics.addSource({
-      outboxes: async () => {
-        const b = await store.backlog();
-        return [{ outbox: name, backlog: b.count, oldestAgeSeconds: b.oldestAgeMs / 1000 }];
-      },
-    });
     if (options.relay !== false) this.#relay.start();
     this.#untrack = bus.track({ outbox: this });
   }
@@ -348,7 +341,6 @@ class OutboxImpl<Tx extends OutboxTransaction> implements Outbox<Tx> {
     if (!this.#open) return;
     this.#open = false;
     this.#untrack();
-    this.#dropMetrics();
     await this.#relay.stop();
     await this.#store.close();
   }

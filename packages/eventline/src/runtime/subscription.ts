@@ -841,7 +841,8 @@ export class SubscriptionRunner<T extends TopicInput> implements Subscription {
     try {
       fresh = messages.filter((m, i) => {
         if (!this.#repeat(st, records[i]!)) return true;
-        st.m.duplicates.value++;
+        // A batch delivered again skips the same records again: count them once.
+        if (attempt === 1) st.m.duplicates.value++;
         this.#dedup?.onDuplicate?.(m);
         return false;
       });

@@ -271,6 +271,12 @@ describe('metrics', () => {
     const b = await connect(url, { logger: silentLogger, metrics: { registry } });
     try {
       assert.equal(a.metrics, b.metrics);
+      // Metrics made on a registry first are the ones a client given that registry uses.
+      const own = new Registry();
+      const made = new EventlineMetrics({ registry: own });
+      const c = await connect(url, { logger: silentLogger, metrics: { registry: own } });
+      assert.equal(c.metrics, made);
+      await c.close();
       const topic = defineTopic(unique('metrics-registry'), { value: json<{ n: number }>() });
       await a.ensureTopics([topic]);
       await a.publish(topic, { n: 1 });
